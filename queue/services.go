@@ -1,0 +1,303 @@
+package queue
+
+import (
+	"context"
+	"time"
+)
+
+const leaderName = "kiln.queue"
+
+// runHeartbeat extends the leases of this client's running jobs. An
+// attempt whose lease turns out lost is cancelled: another worker owns the
+// job now.
+func (c *Client) runHeartbeat(ctx context.Context) {
+	t := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	errs := newErrorLog(c.log, "extend job leases")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		list := c.runningAttempts()
+		if len(list) == 0 {
+			continue
+		}
+		leases := make([]Lease, len(list))
+		for i, a := range list {
+			leases[i] = a.job.lease()
+		}
+		held, err := c.driver.ExtendLeases(ctx, leases, c.clock.Now().Add(c.cfg.LeaseDuration))
+		if err != nil {
+			if ctx.Err() == nil {
+				errs.fail(err)
+			}
+			continue
+		}
+		errs.ok()
+		for i, ok := range held {
+			if !ok && !list[i].finished.Load() {
+				c.log.Warn("job lease lost; cancelling the attempt", "job_id", leases[i].ID, "attempt", leases[i].Attempt)
+				list[i].cancel(errLeaseLost)
+			}
+		}
+	}
+}
+
+// runCancelCheck cancels running attempts whose cancellation another
+// process requested.
+func (c *Client) runCancelCheck(ctx context.Context) {
+	t := time.NewTicker(c.cfg.CancelCheckInterval)
+	defer t.Stop()
+	errs := newErrorLog(c.log, "check job cancellations")
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		list := c.runningAttempts()
+		if len(list) == 0 {
+			continue
+		}
+		ids := make([]int64, len(list))
+		byID := make(map[int64]*attempt, len(list))
+		for i, a := range list {
+			ids[i] = a.job.ID
+			byID[a.job.ID] = a
+		}
+		cancelled, err := c.driver.CancelRequested(ctx, ids)
+		if err != nil {
+			if ctx.Err() == nil {
+				errs.fail(err)
+			}
+			continue
+		}
+		errs.ok()
+		for _, id := range cancelled {
+			if a := byID[id]; a != nil {
+				a.cancel(errCancelRequested)
+			}
+		}
+	}
+}
+
+// runPausePoll refreshes which queues are paused, so that a pause made by
+// any process takes effect here within PollInterval.
+func (c *Client) runPausePoll(ctx context.Context) {
+	t := time.NewTicker(c.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.refreshPaused(ctx)
+		}
+	}
+}
+
+func (c *Client) refreshPaused(ctx context.Context) {
+	names, err := c.driver.PausedQueues(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Debug("read paused queues", "err", err)
+		}
+		return
+	}
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	old := *c.paused.Load()
+	c.paused.Store(&m)
+	for name, p := range c.producers {
+		if old[name] && !m[name] {
+			p.wakeUp()
+		}
+	}
+}
+
+// runLeader takes part in leader election and, while leading, runs the
+// maintenance that must happen once per database: promoting due scheduled
+// and retryable jobs, rescuing jobs whose lease expired, and pruning
+// finished jobs.
+func (c *Client) runLeader(ctx context.Context) {
+	elect := time.NewTicker(c.cfg.LeaderTTL / 3)
+	defer elect.Stop()
+	errs := newErrorLog(c.log, "leader election")
+	var lastRescue, lastPrune time.Time
+	try := func() {
+		ok, err := c.driver.TryLead(ctx, leaderName, c.cfg.ID, c.clock.Now(), c.cfg.LeaderTTL)
+		if err != nil {
+			if ctx.Err() == nil {
+				errs.fail(err)
+			}
+			// Without a renewed lease we can no longer assume we lead.
+			if c.isLeader.Load() {
+				c.isLeader.Store(false)
+				c.log.Warn("leadership lost: cannot reach the database")
+			}
+			return
+		}
+		errs.ok()
+		if ok != c.isLeader.Load() {
+			c.isLeader.Store(ok)
+			if ok {
+				c.log.Info("became leader")
+			} else {
+				c.log.Info("no longer leader")
+			}
+		}
+	}
+	try()
+	wait := time.NewTimer(0)
+	defer wait.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-elect.C:
+			try()
+			continue
+		case <-c.promote:
+		case <-wait.C:
+		}
+		next := c.cfg.PollInterval
+		if c.isLeader.Load() {
+			now := c.clock.Now()
+			if d := c.promoteDue(ctx, now); d < next {
+				next = d
+			}
+			if now.Sub(lastRescue) >= c.cfg.RescueInterval || lastRescue.After(now) {
+				lastRescue = now
+				c.rescue(ctx, now)
+			}
+			if now.Sub(lastPrune) >= c.cfg.PruneInterval || lastPrune.After(now) {
+				lastPrune = now
+				c.prune(ctx, now)
+			}
+		}
+		wait.Reset(max(next, time.Millisecond))
+	}
+}
+
+// promoteDue makes due jobs available, wakes their producers and returns
+// how long until the next scheduled job is due (capped by PollInterval).
+func (c *Client) promoteDue(ctx context.Context, now time.Time) time.Duration {
+	for {
+		queues, err := c.driver.Promote(ctx, now, 1000)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("promote scheduled jobs", "err", err)
+			}
+			return c.cfg.PollInterval
+		}
+		for _, q := range queues {
+			if p, ok := c.producers[q]; ok {
+				p.wakeUp()
+			}
+		}
+		if len(queues) == 0 {
+			break
+		}
+		// More may be due than one batch held; loop until none are.
+		if ctx.Err() != nil {
+			return c.cfg.PollInterval
+		}
+		if !c.morePromotable(ctx, now) {
+			break
+		}
+	}
+	t, ok, err := c.driver.NextRunAt(ctx)
+	if err != nil || !ok {
+		return c.cfg.PollInterval
+	}
+	return t.Sub(c.clock.Now())
+}
+
+func (c *Client) morePromotable(ctx context.Context, now time.Time) bool {
+	t, ok, err := c.driver.NextRunAt(ctx)
+	return err == nil && ok && !t.After(now)
+}
+
+// rescue returns jobs whose lease expired (their worker died) to
+// retryable, or fails them when no attempts are left.
+func (c *Client) rescue(ctx context.Context, now time.Time) {
+	jobs, err := c.driver.ExpiredLeases(ctx, now, 1000)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("find expired leases", "err", err)
+		}
+		return
+	}
+	if len(jobs) == 0 {
+		return
+	}
+	outcomes := make([]Outcome, len(jobs))
+	for i, j := range jobs {
+		ae := &AttemptError{Attempt: j.Attempt, At: now, Error: "lease expired: the worker " + j.AttemptedBy + " stopped heartbeating (crashed or cut off)"}
+		o := Outcome{Lease: j.lease(), At: now, RunAt: now, Error: ae, ExpiredBefore: now}
+		if j.Attempt >= j.MaxAttempts {
+			o.State = StateFailed
+		} else {
+			o.State = StateRetryable
+		}
+		outcomes[i] = o
+	}
+	applied, err := c.driver.Finish(ctx, outcomes)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("rescue jobs", "err", err)
+		}
+		return
+	}
+	n := 0
+	for i, ok := range applied {
+		if !ok {
+			continue
+		}
+		n++
+		j := snapshot(jobs[i])
+		applyOutcome(j, outcomes[i])
+		c.hooks.emit(Event{Kind: EventRescued, Job: j, Err: errLeaseLost, At: now})
+	}
+	if n > 0 {
+		c.log.Warn("rescued jobs whose worker stopped heartbeating", "jobs", n)
+		c.notify("")
+	}
+}
+
+// prune deletes finished jobs past their retention.
+func (c *Client) prune(ctx context.Context, now time.Time) {
+	cut := func(d time.Duration) time.Time {
+		if d < 0 {
+			return time.Time{}
+		}
+		return now.Add(-d)
+	}
+	p := PruneParams{
+		CompletedBefore: cut(c.cfg.Retention.Completed),
+		FailedBefore:    cut(c.cfg.Retention.Failed),
+		CancelledBefore: cut(c.cfg.Retention.Cancelled),
+		Limit:           10000,
+	}
+	total := 0
+	for ctx.Err() == nil {
+		n, err := c.driver.Prune(ctx, p)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("prune finished jobs", "err", err)
+			}
+			break
+		}
+		total += n
+		if n < p.Limit {
+			break
+		}
+	}
+	if total > 0 {
+		c.log.Info("pruned finished jobs", "jobs", total)
+	}
+}

@@ -1,0 +1,33 @@
+//go:build cgo && !kiln_purego
+
+package sqlitedriver
+
+import (
+	"fmt"
+	"net/url"
+
+	_ "github.com/mattn/go-sqlite3" // cgo SQLite: the faster library where a C compiler exists
+)
+
+const libName = "sqlite3"
+
+// Library names the SQLite library compiled in.
+const Library = "mattn/go-sqlite3 (cgo)"
+
+func libDSN(path string, opts Options, readOnly bool) string {
+	sync := "NORMAL"
+	if opts.Strict {
+		sync = "FULL"
+	}
+	v := url.Values{}
+	v.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
+	v.Set("_synchronous", sync)
+	v.Set("_foreign_keys", "0")
+	v.Set("_txlock", "immediate")
+	v.Set("_cache_size", "-16000")
+	if readOnly {
+		v.Set("_query_only", "1")
+		v.Set("_txlock", "deferred")
+	}
+	return "file:" + escapePath(path) + "?" + v.Encode()
+}
