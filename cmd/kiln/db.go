@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/sqlitedriver"
+)
+
+// store is an opened database: the engine's driver and where it points.
+type store struct {
+	driver  queue.Driver
+	display string // for messages; never contains a password
+}
+
+// resolveDB turns --db and --data-dir into a database URL.
+func (g *globals) resolveDB() string {
+	if strings.TrimSpace(g.db) != "" {
+		return strings.TrimSpace(g.db)
+	}
+	return filepath.Join(g.dataDir, "kiln.db")
+}
+
+// openStore opens the database named by url. It migrates it when migrate
+// is true, and otherwise checks that its schema is current.
+func openStore(ctx context.Context, url string, migrate bool) (*store, error) {
+	s, err := openRaw(url)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.prepare(ctx, migrate); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// openRaw opens the database named by url without looking at its schema.
+func openRaw(url string) (*store, error) {
+	lower := strings.ToLower(url)
+	switch {
+	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
+		return nil, usagef("--db %s: this kiln build has no PostgreSQL driver yet; use SQLite (a file path or sqlite:///path)", redact(url))
+	case strings.Contains(lower, "://") && !strings.HasPrefix(lower, "sqlite://") && !strings.HasPrefix(lower, "file:"):
+		scheme, _, _ := strings.Cut(url, "://")
+		return nil, usagef("--db: unsupported database scheme %q (want sqlite:// or a file path)", scheme)
+	}
+	path, opts, err := sqlitedriver.ParseDSN(url)
+	if err != nil {
+		return nil, usagef("--db: %v", err)
+	}
+	d, err := sqlitedriver.Open(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	return &store{driver: d, display: "sqlite " + d.Path()}, nil
+}
+
+func (s *store) prepare(ctx context.Context, migrate bool) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if migrate {
+		if err := s.driver.Migrate(ctx); err != nil {
+			return fmt.Errorf("migrate %s: %w", s.display, err)
+		}
+		return nil
+	}
+	cur, latest, err := s.driver.SchemaVersion(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version of %s: %w", s.display, err)
+	}
+	switch {
+	case cur > latest:
+		return fmt.Errorf("%s has schema version %d, newer than this kiln's %d: %w", s.display, cur, latest, queue.ErrSchemaTooNew)
+	case cur < latest:
+		return fmt.Errorf("%s has schema version %d, this kiln needs %d: run 'kiln migrate' first", s.display, cur, latest)
+	}
+	return nil
+}
+
+func (s *store) Close() error { return s.driver.Close() }
+
+// redact hides the password of a database URL.
+func redact(url string) string {
+	scheme, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return url
+	}
+	at := strings.LastIndexByte(rest, '@')
+	if at < 0 {
+		return url
+	}
+	user, _, hasPass := strings.Cut(rest[:at], ":")
+	if !hasPass {
+		return url
+	}
+	return scheme + "://" + user + ":xxxxx@" + rest[at+1:]
+}

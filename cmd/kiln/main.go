@@ -1,0 +1,131 @@
+// Command kiln is a backend whose heavy work runs on a durable job engine.
+//
+// Run "kiln --help" for the commands. Every flag can also be set with an
+// environment variable: KILN_ followed by the flag's name in upper case
+// with dashes as underscores (--data-dir is KILN_DATA_DIR). A flag given on
+// the command line wins over the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// usageError marks errors in how kiln was called; they exit with status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// globals are the flags every command takes.
+type globals struct {
+	db        string
+	dataDir   string
+	logLevel  string
+	logFormat string
+	stdout    io.Writer
+	stderr    io.Writer
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes kiln with args and returns the process exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	g := &globals{stdout: stdout, stderr: stderr}
+	root := newRoot(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return 0
+	}
+	fmt.Fprintf(stderr, "kiln: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+func newRoot(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kiln",
+		Short: "kiln: a backend with a durable job engine",
+		Long: `kiln runs an HTTP backend whose heavy work goes to a durable job engine.
+
+Data lives in an embedded SQLite database under --data-dir unless --db
+names another database. Every flag can be set as KILN_<FLAG> in the
+environment (--data-dir is KILN_DATA_DIR).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return applyEnv(cmd)
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.db, "db", "", "database URL: sqlite:///path/kiln.db, a file path, or postgres://… (default: SQLite in --data-dir)")
+	pf.StringVar(&g.dataDir, "data-dir", "./kiln-data", "directory for the embedded database and files")
+	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
+	root.AddCommand(
+		newServeCmd(g), newWorkerCmd(g), newMigrateCmd(g), newEnqueueCmd(g),
+		newJobsCmd(g), newBenchCmd(g),
+	)
+	return root
+}
+
+// applyEnv sets every flag of cmd that was not given on the command line
+// from its KILN_ environment variable.
+func applyEnv(cmd *cobra.Command) error {
+	var firstErr error
+	set := func(f *pflag.Flag) {
+		if f.Changed || firstErr != nil {
+			return
+		}
+		name := "KILN_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return
+		}
+		if err := f.Value.Set(v); err != nil {
+			firstErr = usagef("%s=%q: %v", name, v, err)
+		}
+	}
+	cmd.Flags().VisitAll(set)
+	cmd.InheritedFlags().VisitAll(set)
+	return firstErr
+}
+
+// logger builds the process logger from the global flags.
+func (g *globals) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(g.logLevel)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", g.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch strings.ToLower(g.logFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(g.stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(g.stderr, opts)), nil
+	}
+	return nil, usagef("--log-format %q: want text or json", g.logFormat)
+}

@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kilnhq/kiln/internal/jobkinds"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// engineFlags are the job engine settings of serve and worker.
+type engineFlags struct {
+	queues          string
+	lease           time.Duration
+	pollInterval    time.Duration
+	jobTimeout      time.Duration
+	shutdownTimeout time.Duration
+	id              string
+}
+
+func (f *engineFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.queues, "queues", "default=100", "queues to work and their concurrency, as name=workers,name=workers")
+	fl.DurationVar(&f.lease, "lease", 30*time.Second, "how long a claimed job is held without a heartbeat before it is rescued")
+	fl.DurationVar(&f.pollInterval, "poll-interval", time.Second, "how often to look for jobs no notification announced")
+	fl.DurationVar(&f.jobTimeout, "job-timeout", 15*time.Minute, "default per-attempt timeout for kinds that set none (negative: none)")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are handed back")
+	fl.StringVar(&f.id, "id", "", "name of this process in leases and leadership (default host-pid-random)")
+}
+
+// parseQueues parses "name=N,name=N".
+func parseQueues(s string) (map[string]queue.QueueConfig, error) {
+	out := map[string]queue.QueueConfig{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		name, n, ok := strings.Cut(part, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" {
+			return nil, usagef("--queues: %q is not name=workers", part)
+		}
+		w, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil || w < 1 || w > 10000 {
+			return nil, usagef("--queues: workers for %q must be a number from 1 to 10000, got %q", name, n)
+		}
+		if _, dup := out[name]; dup {
+			return nil, usagef("--queues: queue %q given twice", name)
+		}
+		out[name] = queue.QueueConfig{MaxWorkers: w}
+	}
+	if len(out) == 0 {
+		return nil, usagef("--queues: no queue given")
+	}
+	return out, nil
+}
+
+func (f *engineFlags) config(s *store, log *slog.Logger) (queue.Config, error) {
+	qs, err := parseQueues(f.queues)
+	if err != nil {
+		return queue.Config{}, err
+	}
+	if f.lease < 3*time.Second {
+		return queue.Config{}, usagef("--lease must be at least 3s, got %s", f.lease)
+	}
+	if f.pollInterval < time.Millisecond {
+		return queue.Config{}, usagef("--poll-interval must be at least 1ms, got %s", f.pollInterval)
+	}
+	if f.shutdownTimeout < 0 {
+		return queue.Config{}, usagef("--shutdown-timeout must not be negative")
+	}
+	w := queue.NewWorkers()
+	jobkinds.Register(w)
+	return queue.Config{
+		Driver: s.driver, Workers: w, Queues: qs, ID: f.id, Logger: log,
+		LeaseDuration: f.lease, PollInterval: f.pollInterval, JobTimeout: f.jobTimeout,
+	}, nil
+}
+
+// runEngine starts a client, calls during (if any) while it runs, and stops
+// it gracefully when ctx is done.
+func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(context.Context, *queue.Client, *slog.Logger) error) error {
+	log, err := g.logger()
+	if err != nil {
+		return err
+	}
+	s, err := openStore(ctx, g.resolveDB(), true)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	cfg, err := f.config(s, log)
+	if err != nil {
+		return err
+	}
+	c, err := queue.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := c.Start(ctx); err != nil {
+		return err
+	}
+	names := make([]string, 0, len(cfg.Queues))
+	for n, q := range cfg.Queues {
+		names = append(names, fmt.Sprintf("%s=%d", n, q.MaxWorkers))
+	}
+	sort.Strings(names)
+	log.Info("job engine started", "database", s.display, "queues", strings.Join(names, ","), "kinds", strings.Join(cfg.Workers.Kinds(), ","), "id", c.ID())
+	var runErr error
+	if during != nil {
+		runErr = during(ctx, c, log)
+	} else {
+		<-ctx.Done()
+	}
+	log.Info("shutting down: no new jobs are claimed; running jobs may finish", "timeout", f.shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := c.Stop(sctx); err != nil {
+		return errors.Join(runErr, err)
+	}
+	log.Info("stopped")
+	return runErr
+}
+
+func newWorkerCmd(g *globals) *cobra.Command {
+	f := &engineFlags{}
+	cmd := &cobra.Command{
+		Use:   "worker",
+		Short: "Work jobs without serving HTTP",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runEngine(cmd.Context(), g, f, nil)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	f := &engineFlags{}
+	var addr string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve HTTP and work jobs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runEngine(cmd.Context(), g, f, func(ctx context.Context, c *queue.Client, log *slog.Logger) error {
+				return serveHTTP(ctx, addr, c, log, g)
+			})
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve HTTP on")
+	return cmd
+}
+
+// serveHTTP serves the health endpoints until ctx is done.
+func serveHTTP(ctx context.Context, addr string, c *queue.Client, log *slog.Logger, g *globals) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintln(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		cur, latest, err := c.Driver().SchemaVersion(rctx)
+		switch {
+		case ctx.Err() != nil:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"shutting down"}`)
+		case err != nil:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"database unreachable"}`)
+		case cur != latest:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"schema version %d, want %d"}`+"\n", cur, latest)
+		default:
+			fmt.Fprintln(w, `{"status":"ready"}`)
+		}
+	})
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+	}
+	fmt.Fprintf(g.stdout, "kiln listening on http://%s (database: %s)\n", displayAddr(ln.Addr()), c.Driver().Name()+" "+dbPath(c))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "err", err)
+	}
+	return nil
+}
+
+func dbPath(c *queue.Client) string {
+	if p, ok := c.Driver().(interface{ Path() string }); ok {
+		return p.Path()
+	}
+	return ""
+}
+
+// displayAddr turns a wildcard listen address into one a user can open.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
