@@ -92,4 +92,3 @@ func fail(_ context.Context, job *queue.Job, a FailArgs) error {
 	}
 	return err
 }
-
