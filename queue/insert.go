@@ -79,7 +79,7 @@ type Row struct {
 	MaxAttempts  int
 	RunAt        time.Time
 	Retry        *RetryPolicy
-	Timeout      time.Duration
+	Timeout      time.Duration // a whole number of milliseconds; negative: none
 	UniqueKey    string
 	UniqueSince  time.Time // zero: no window
 	UniqueStates []JobState
@@ -100,11 +100,19 @@ func validName(s string, max int) bool {
 	return true
 }
 
+// checkKind reports an unusable kind name as ErrInvalid.
+func checkKind(kind string) error {
+	if !validName(kind, MaxKindLength) {
+		return fmt.Errorf("%w: kind %q must be 1-%d printable characters without spaces", ErrInvalid, kind, MaxKindLength)
+	}
+	return nil
+}
+
 // toRow validates p and resolves its defaults against now and the kind's
 // settings (kc may be nil).
 func (p InsertParams) toRow(now time.Time, kc *KindConfig, def RetryPolicy) (Row, error) {
-	if !validName(p.Kind, MaxKindLength) {
-		return Row{}, fmt.Errorf("%w: kind %q must be 1-%d printable characters without spaces", ErrInvalid, p.Kind, MaxKindLength)
+	if err := checkKind(p.Kind); err != nil {
+		return Row{}, err
 	}
 	args := p.Args
 	if len(strings.TrimSpace(string(args))) == 0 {
@@ -160,6 +168,16 @@ func (p InsertParams) toRow(now time.Time, kc *KindConfig, def RetryPolicy) (Row
 		retry = &r
 		policy = r.merge(policy)
 	}
+	// Drivers store timeouts in whole milliseconds. Keep "no timeout"
+	// (negative) and sub-millisecond timeouts from truncating to zero,
+	// which would mean "the kind's timeout".
+	timeout := o.Timeout
+	switch {
+	case timeout < 0:
+		timeout = -time.Millisecond
+	case timeout > 0 && timeout < time.Millisecond:
+		timeout = time.Millisecond
+	}
 	run := o.RunAt
 	if run.IsZero() {
 		run = now.Add(o.RunIn)
@@ -170,7 +188,7 @@ func (p InsertParams) toRow(now time.Time, kc *KindConfig, def RetryPolicy) (Row
 	}
 	r := Row{
 		Kind: p.Kind, Queue: q, Args: args, State: state, Priority: o.Priority,
-		MaxAttempts: policy.MaxAttempts, RunAt: run, Retry: retry, Timeout: o.Timeout,
+		MaxAttempts: policy.MaxAttempts, RunAt: run, Retry: retry, Timeout: timeout,
 		UniqueKey: o.UniqueKey, Metadata: o.Metadata,
 	}
 	if o.UniqueKey != "" {

@@ -52,6 +52,10 @@ func (c *Client) ValidateInsert(p InsertParams) error {
 func (c *Client) row(now time.Time, p InsertParams) (Row, error) {
 	kc, known := c.workers.Kind(p.Kind)
 	if !known && !c.cfg.AllowUnknownKinds {
+		// A malformed name is bad input, not merely unregistered.
+		if err := checkKind(p.Kind); err != nil {
+			return Row{}, err
+		}
 		return Row{}, fmt.Errorf("%w %q (registered: %v)", ErrUnknownKind, p.Kind, c.workers.Kinds())
 	}
 	r, err := p.toRow(now, kc, c.retry)
