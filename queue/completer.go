@@ -88,30 +88,16 @@ func (cp *completer) write(batch []pendingOutcome) {
 	for i, p := range batch {
 		outcomes[i] = p.o
 	}
-	bo := newBackoff(10*time.Millisecond, 2*time.Second)
-	errs := newErrorLog(c.log, "record job outcomes")
-	var applied []bool
-	first := time.Now()
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		var err error
-		applied, err = c.driver.Finish(ctx, outcomes)
-		cancel()
-		if err == nil {
-			errs.ok()
-			break
+	applied, ok := cp.finish(outcomes)
+	if !ok {
+		c.log.Error("could not record job outcomes before shutdown; their leases will expire and the jobs will run again",
+			"jobs", len(batch))
+		for _, p := range batch {
+			c.untrack(p.o.Lease.ID, p.a)
 		}
-		errs.fail(err)
-		if cp.giveUp(first) {
-			c.log.Error("could not record job outcomes before shutdown; their leases will expire and the jobs will run again",
-				"jobs", len(batch), "err", err)
-			for _, p := range batch {
-				c.untrack(p.o.Lease.ID, p.a)
-			}
-			return
-		}
-		time.Sleep(bo.next())
+		return
 	}
+	cp.cancelRefused(batch, outcomes, applied)
 	for i, p := range batch {
 		c.untrack(p.o.Lease.ID, p.a)
 		if !applied[i] {
@@ -133,6 +119,95 @@ func (cp *completer) write(batch []pendingOutcome) {
 		}
 		c.hooks.emit(Event{Kind: p.ev, Job: j, Err: p.evErr, RunTime: run, At: p.o.At})
 	}
+}
+
+// finish calls Driver.Finish until it succeeds. It gives up (ok is false)
+// only once the client is shutting down and the database has failed for
+// 10s.
+func (cp *completer) finish(outcomes []Outcome) (applied []bool, ok bool) {
+	c := cp.c
+	bo := newBackoff(10*time.Millisecond, 2*time.Second)
+	errs := newErrorLog(c.log, "record job outcomes")
+	first := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		applied, err := c.driver.Finish(ctx, outcomes)
+		cancel()
+		if err == nil {
+			errs.ok()
+			return applied, true
+		}
+		errs.fail(err)
+		if cp.giveUp(first) {
+			return nil, false
+		}
+		time.Sleep(bo.next())
+	}
+}
+
+// cancelRefused records as cancelled the jobs whose outcome the driver
+// refused because their cancellation was requested while the attempt ran
+// (another process asked, and this client had not yet noticed). Without
+// this, a failure, snooze or hand-back would clear the request and the
+// job would run again. It updates batch, outcomes and applied in place.
+func (cp *completer) cancelRefused(batch []pendingOutcome, outcomes []Outcome, applied []bool) {
+	var idx []int
+	var ids []int64
+	for i, ok := range applied {
+		if !ok && !outcomes[i].State.Final() {
+			idx = append(idx, i)
+			ids = append(ids, outcomes[i].Lease.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	req, err := cp.c.driver.CancelRequested(ctx, ids)
+	cancel()
+	if err != nil {
+		// The attempts count as fenced off; the rescuer cancels their
+		// jobs once the leases expire.
+		cp.c.log.Warn("check cancellation requests of refused outcomes", "jobs", len(ids), "err", err)
+		return
+	}
+	requested := make(map[int64]bool, len(req))
+	for _, id := range req {
+		requested[id] = true
+	}
+	var again []int
+	var retry []Outcome
+	for _, i := range idx {
+		if !requested[outcomes[i].Lease.ID] {
+			continue // the lease was lost
+		}
+		o := cancelledOutcome(outcomes[i])
+		outcomes[i] = o
+		batch[i].o, batch[i].ev, batch[i].evErr = o, EventCancelled, errCancelRequested
+		again = append(again, i)
+		retry = append(retry, o)
+	}
+	if len(retry) == 0 {
+		return
+	}
+	ok, done := cp.finish(retry)
+	if !done {
+		return
+	}
+	for k, i := range again {
+		applied[i] = ok[k]
+	}
+}
+
+// cancelledOutcome turns an outcome that would have run the job again
+// into its cancellation, keeping the attempt's error.
+func cancelledOutcome(o Outcome) Outcome {
+	ae := AttemptError{Attempt: o.Lease.Attempt, At: o.At, Error: errCancelRequested.Error()}
+	if o.Error != nil {
+		ae.Error += ": " + o.Error.Error
+		ae.Panic, ae.Stack = o.Error.Panic, o.Error.Stack
+	}
+	return Outcome{Lease: o.Lease, State: StateCancelled, At: o.At, Error: &ae}
 }
 
 // applyOutcome updates a snapshot the way Finish updated the row.

@@ -38,7 +38,11 @@ type Driver interface {
 	// then oldest RunAt first, to running with a new lease, and returns them.
 	Claim(ctx context.Context, p ClaimParams) ([]*Job, error)
 	// Finish records attempt outcomes in one transaction. applied[i] is
-	// false when outcome i's lease no longer held (fenced off).
+	// false when outcome i's lease no longer held (fenced off), or when
+	// outcome i would leave the job unfinished (retryable, scheduled or
+	// available) although its cancellation was requested: the engine then
+	// records it as cancelled instead. Both checks are part of the write,
+	// so a cancellation cannot slip in between.
 	Finish(ctx context.Context, outcomes []Outcome) (applied []bool, err error)
 	// ExtendLeases moves the lease expiry of still-held leases to until;
 	// held[i] reports whether lease i was still held.

@@ -239,9 +239,14 @@ func (c *Client) rescue(ctx context.Context, now time.Time) {
 	for i, j := range jobs {
 		ae := &AttemptError{Attempt: j.Attempt, At: now, Error: "lease expired: the worker " + j.AttemptedBy + " stopped heartbeating (crashed or cut off)"}
 		o := Outcome{Lease: j.lease(), At: now, RunAt: now, Error: ae, ExpiredBefore: now}
-		if j.Attempt >= j.MaxAttempts {
+		switch {
+		case j.CancelRequested:
+			// Finish refuses to make it retryable; a request that lands
+			// after this read is seen on the next pass.
+			o.State = StateCancelled
+		case j.Attempt >= j.MaxAttempts:
 			o.State = StateFailed
-		} else {
+		default:
 			o.State = StateRetryable
 		}
 		outcomes[i] = o

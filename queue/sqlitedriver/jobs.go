@@ -449,7 +449,8 @@ const finishSQL = `UPDATE kiln_jobs SET
  progress = CASE WHEN ?1 = 'completed' THEN 100 ELSE progress END,
  lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
  WHERE id = ?7 AND attempt = ?8 AND lease_token = ?9 AND state = 'running'
-   AND (?10 IS NULL OR lease_expires_at < ?10)`
+   AND (?10 IS NULL OR lease_expires_at < ?10)
+   AND (cancel_requested = 0 OR ?1 IN ('completed', 'failed', 'cancelled'))`
 
 // Finish records outcomes, each fenced by its lease.
 func (d *Driver) Finish(ctx context.Context, outcomes []queue.Outcome) ([]bool, error) {
