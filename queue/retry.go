@@ -40,8 +40,8 @@ type RetryPolicy struct {
 
 // DefaultRetryPolicy is used for every field a job and its kind leave
 // zero: 10 attempts, exponential backoff from 2s capped at 10m, 20% jitter.
-// Without jitter the delays are 2s, 4s, 8s, … 512s, 10m: about 27 minutes
-// from first failure to final failure.
+// Without jitter the nine delays between the ten attempts are 2s, 4s,
+// 8s, … 512s: about 17 minutes from first failure to final failure.
 var DefaultRetryPolicy = RetryPolicy{
 	MaxAttempts: 10,
 	Backoff:     BackoffExponential,
