@@ -51,6 +51,9 @@ func parseQueues(s string) (map[string]queue.QueueConfig, error) {
 		if !ok || name == "" {
 			return nil, usagef("--queues: %q is not name=workers", part)
 		}
+		if !validQueueName(name) {
+			return nil, usagef("--queues: queue name %q must be 1-%d printable characters without spaces", name, queue.MaxQueueLength)
+		}
 		w, err := strconv.Atoi(strings.TrimSpace(n))
 		if err != nil || w < 1 || w > 10000 {
 			return nil, usagef("--queues: workers for %q must be a number from 1 to 10000, got %q", name, n)
@@ -66,32 +69,58 @@ func parseQueues(s string) (map[string]queue.QueueConfig, error) {
 	return out, nil
 }
 
-func (f *engineFlags) config(s *store, log *slog.Logger) (queue.Config, error) {
+// validQueueName mirrors the engine's rule for queue names (printable
+// ASCII without spaces), so that a bad --queues is a usage error reported
+// before the database is touched.
+func validQueueName(s string) bool {
+	if s == "" || len(s) > queue.MaxQueueLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+// check validates the engine flags and the logging flags and returns the
+// queues and the logger. It touches no database, so that a mistyped flag
+// neither creates nor migrates one.
+func (f *engineFlags) check(g *globals) (map[string]queue.QueueConfig, *slog.Logger, error) {
+	log, err := g.logger()
+	if err != nil {
+		return nil, nil, err
+	}
 	qs, err := parseQueues(f.queues)
 	if err != nil {
-		return queue.Config{}, err
+		return nil, nil, err
 	}
 	if f.lease < 3*time.Second {
-		return queue.Config{}, usagef("--lease must be at least 3s, got %s", f.lease)
+		return nil, nil, usagef("--lease must be at least 3s, got %s", f.lease)
 	}
 	if f.pollInterval < time.Millisecond {
-		return queue.Config{}, usagef("--poll-interval must be at least 1ms, got %s", f.pollInterval)
+		return nil, nil, usagef("--poll-interval must be at least 1ms, got %s", f.pollInterval)
 	}
 	if f.shutdownTimeout < 0 {
-		return queue.Config{}, usagef("--shutdown-timeout must not be negative")
+		return nil, nil, usagef("--shutdown-timeout must not be negative")
 	}
+	return qs, log, nil
+}
+
+func (f *engineFlags) config(s *store, qs map[string]queue.QueueConfig, log *slog.Logger) queue.Config {
 	w := queue.NewWorkers()
 	jobkinds.Register(w)
 	return queue.Config{
 		Driver: s.driver, Workers: w, Queues: qs, ID: f.id, Logger: log,
 		LeaseDuration: f.lease, PollInterval: f.pollInterval, JobTimeout: f.jobTimeout,
-	}, nil
+	}
 }
 
 // runEngine starts a client, calls during (if any) while it runs, and stops
 // it gracefully when ctx is done.
 func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(context.Context, *queue.Client, *slog.Logger) error) error {
-	log, err := g.logger()
+	qs, log, err := f.check(g)
 	if err != nil {
 		return err
 	}
@@ -100,10 +129,7 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(cont
 		return err
 	}
 	defer s.Close()
-	cfg, err := f.config(s, log)
-	if err != nil {
-		return err
-	}
+	cfg := f.config(s, qs, log)
 	c, err := queue.New(cfg)
 	if err != nil {
 		return err
@@ -155,8 +181,18 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "Serve HTTP and work jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, _, err := f.check(g); err != nil {
+				return err
+			}
+			// Listen before the engine starts: a taken port must not first
+			// claim jobs and then wait for them to finish before failing.
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("listen on %s: %w", addr, err)
+			}
+			defer ln.Close()
 			return runEngine(cmd.Context(), g, f, func(ctx context.Context, c *queue.Client, log *slog.Logger) error {
-				return serveHTTP(ctx, addr, c, log, g)
+				return serveHTTP(ctx, ln, c, log, g)
 			})
 		},
 	}
@@ -165,12 +201,8 @@ func newServeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// serveHTTP serves the health endpoints until ctx is done.
-func serveHTTP(ctx context.Context, addr string, c *queue.Client, log *slog.Logger, g *globals) error {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", addr, err)
-	}
+// serveHTTP serves the health endpoints on ln until ctx is done.
+func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.Logger, g *globals) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
