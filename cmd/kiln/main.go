@@ -89,7 +89,46 @@ environment (--data-dir is KILN_DATA_DIR).`,
 		newServeCmd(g), newWorkerCmd(g), newMigrateCmd(g), newEnqueueCmd(g),
 		newJobsCmd(g), newBenchCmd(g),
 	)
+	strictArgs(root)
 	return root
+}
+
+// strictArgs makes wrong positional arguments usage errors (exit 2)
+// everywhere under cmd. A command that only groups subcommands ("kiln",
+// "kiln jobs") would otherwise print its help and exit 0 when given an
+// unknown subcommand, so that a typo such as "kiln jobs lsit" in a script
+// looked like success.
+func strictArgs(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		strictArgs(c)
+	}
+	if cmd.HasAvailableSubCommands() && cmd.Run == nil && cmd.RunE == nil {
+		cmd.Args = unknownSubcommand
+		cmd.SuggestionsMinimumDistance = 2
+		cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+		return
+	}
+	if orig := cmd.Args; orig != nil {
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			if err := orig(c, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+}
+
+// unknownSubcommand refuses any positional argument of a command that
+// only groups subcommands, suggesting close names.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return usageError{errors.New(msg)}
 }
 
 // applyEnv sets every flag of cmd that was not given on the command line
