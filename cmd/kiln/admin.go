@@ -223,6 +223,9 @@ func newJobsCmd(g *globals) *cobra.Command {
 				}
 				return withClient(cmd.Context(), g, func(c *queue.Client) error {
 					j, err := op(cmd.Context(), c, id)
+					if errors.Is(err, queue.ErrNotFound) {
+						return fmt.Errorf("job %d not found", id)
+					}
 					if err != nil {
 						return err
 					}
