@@ -58,6 +58,9 @@ object.`,
 			if duration <= 0 || duration > 24*time.Hour {
 				return usagef("--duration must be positive and at most 24h")
 			}
+			if mode == "latency" && int(rate*duration.Seconds()) < 1 {
+				return usagef("--rate %g for --duration %s inserts no job; raise either", rate, duration)
+			}
 			url := g.db
 			if url == "" {
 				dir, err := os.MkdirTemp("", "kiln-bench-")

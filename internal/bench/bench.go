@@ -208,6 +208,10 @@ func RunLatency(ctx context.Context, o Options) (*Latency, error) {
 	if o.Rate <= 0 || o.Rate > 100000 || o.Duration <= 0 || o.Workers < 1 {
 		return nil, errors.New("bench: rate must be in (0, 100000], duration positive and workers at least 1")
 	}
+	total := int(o.Rate * o.Duration.Seconds())
+	if total < 1 {
+		return nil, fmt.Errorf("bench: %g jobs/s for %s inserts no job; raise the rate or the duration", o.Rate, o.Duration)
+	}
 	q := benchQueue()
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, int(o.Rate*o.Duration.Seconds())+1)
@@ -240,7 +244,6 @@ func RunLatency(ctx context.Context, o Options) (*Latency, error) {
 		defer cancel()
 		_ = c.Stop(sctx)
 	}()
-	total := int(o.Rate * o.Duration.Seconds())
 	bar := o.bar(total, "latency")
 	interval := time.Duration(float64(time.Second) / o.Rate)
 	start := time.Now()
