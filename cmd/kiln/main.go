@@ -39,10 +39,16 @@ type globals struct {
 	stderr    io.Writer
 }
 
-func main() {
+func main() { os.Exit(runMain()) }
+
+// runMain runs kiln with the process's arguments and standard streams,
+// cancelling its context on SIGINT or SIGTERM, and returns the exit status.
+// It is main without os.Exit, so that tests can run the real entry point in
+// a subprocess.
+func runMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
 // run executes kiln with args and returns the process exit status.
