@@ -388,13 +388,16 @@ func (c *Client) stop(ctx context.Context) error {
 	c.completer.close()
 	c.svcCancel()
 	c.services.Wait()
-	if c.isLeader.Load() {
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := c.driver.Resign(rctx, leaderName, c.cfg.ID); err != nil {
-			c.log.Warn("resign leadership", "err", err)
-		}
-		c.isLeader.Store(false)
+	// Resign whatever the leader loop last believed: a renewal cut short
+	// by this shutdown reads as lost leadership although the lease may
+	// still be ours, and other clients would wait for it to expire.
+	// Resign only deletes a lease this client holds. IsLeader turns false
+	// first, so that two clients never report leading at once.
+	c.isLeader.Store(false)
+	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.driver.Resign(rctx, leaderName, c.cfg.ID); err != nil {
+		c.log.Warn("resign leadership", "err", err)
 	}
 	c.log.Debug("client stopped")
 	return nil
