@@ -17,6 +17,7 @@ var leaseTests = []test{
 var leaderTests = []test{
 	{"OneLeaderAndTakeover", testLeaderTakeover},
 	{"TakeoverAfterLeaseExpiry", testLeaderExpiry},
+	{"StopDuringRenewal", testLeaderStopDuringRenewal},
 }
 
 const deadWorker = "dead-worker"
@@ -234,6 +235,26 @@ func testLeaderExpiry(h *harness) {
 		h.Fatalf("a client took over before the dead leader's lease expired")
 	}
 	h.clock.Advance(leaderTTL + time.Millisecond)
+	eventually(h, waitTimeout, second.IsLeader, "the second client to take over")
+}
+
+// testLeaderStopDuringRenewal: a leader stopped while renewing its
+// leadership still resigns, so another client takes over at once rather
+// than after the lease expires.
+func testLeaderStopDuringRenewal(h *harness) {
+	spy := &spyDriver{Driver: h.driver, leadBlocked: make(chan struct{}, 1)}
+	first := h.startClient(nil, nil, withDriver(spy))
+	eventually(h, waitTimeout, first.IsLeader, "the first client to lead")
+	spy.blockLead.Store(true)
+	recv(h, spy.leadBlocked, "the leader to renew its leadership")
+	second := h.startClient(nil, nil)
+	if err := first.Stop(h.ctx); err != nil {
+		h.Fatal(err)
+	}
+	if first.IsLeader() {
+		h.Errorf("stopped client still reports it leads")
+	}
+	// The clock does not move: only a resignation lets the second lead.
 	eventually(h, waitTimeout, second.IsLeader, "the second client to take over")
 }
 

@@ -366,6 +366,10 @@ type spyDriver struct {
 	claimCalls   atomic.Int64
 	expiredCalls atomic.Int64
 	noResign     bool
+	// While blockLead is set, TryLead signals leadBlocked (if not nil) and
+	// waits for its context to end, like a call cut short by shutdown.
+	blockLead   atomic.Bool
+	leadBlocked chan struct{}
 }
 
 func (d *spyDriver) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([]*queue.Job, error) {
@@ -380,6 +384,14 @@ func (d *spyDriver) PausedQueues(ctx context.Context) ([]string, error) {
 
 func (d *spyDriver) TryLead(ctx context.Context, name, id string, now time.Time, ttl time.Duration) (bool, error) {
 	defer d.leadCalls.Add(1)
+	if d.blockLead.Load() {
+		select {
+		case d.leadBlocked <- struct{}{}:
+		default:
+		}
+		<-ctx.Done()
+		return false, ctx.Err()
+	}
 	return d.Driver.TryLead(ctx, name, id, now, ttl)
 }
 
