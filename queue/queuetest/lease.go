@@ -121,7 +121,7 @@ func testRescueAndFencing(h *harness) {
 	}
 	after := h.get(c, j.ID)
 	if after.State != queue.StateRunning || after.Attempt != 2 || len(after.Errors) != 1 || after.Progress != 0 ||
-		len(after.Result) != 0 || !after.LeaseExpiresAt.Equal(*got.LeaseExpiresAt) {
+		len(after.Result) != 0 || after.LeaseExpiresAt == nil || got.LeaseExpiresAt == nil || !after.LeaseExpiresAt.Equal(*got.LeaseExpiresAt) {
 		h.Errorf("stale writes changed the job: %s progress %d result %s lease %v", describe(after), after.Progress, after.Result, after.LeaseExpiresAt)
 	}
 

@@ -48,6 +48,9 @@ func testProgress(h *harness) {
 	}, noRetry)
 	c := h.startClient(w, map[string]int{queue.DefaultQueue: 1}, func(cfg *queue.Config) {
 		cfg.ProgressInterval = time.Second
+		// Only the handler's Heartbeat moves the lease: a background one
+		// that read the clock before it moved could land after it.
+		cfg.HeartbeatInterval = leaseDuration / 2
 	})
 	j := h.insert(c, queue.InsertParams{Kind: "report"})
 
