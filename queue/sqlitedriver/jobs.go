@@ -138,7 +138,14 @@ func (s *stmts) close() {
 }
 
 // inTx runs fn in a write transaction on the driver's connection.
+//
+// The transaction ignores ctx's cancellation (not its values): SQLite
+// statements on a local file finish in microseconds, a busy database is
+// bounded by the busy timeout, and a cancellable context costs a goroutine
+// per statement in the cgo library (measured at ~70µs per claim). A
+// statement is never interrupted half-way, so the connection stays sound.
 func (d *Driver) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	ctx = context.WithoutCancel(ctx)
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: begin: %w", err)
@@ -166,6 +173,7 @@ func (d *Driver) prepared(ctx context.Context, query string) (*sql.Stmt, error) 
 
 // inTxStmt runs fn in a write transaction with query prepared.
 func (d *Driver) inTxStmt(ctx context.Context, query string, fn func(tx *sql.Tx, st *sql.Stmt) error) error {
+	ctx = context.WithoutCancel(ctx)
 	st, err := d.prepared(ctx, query)
 	if err != nil {
 		return err
@@ -210,16 +218,21 @@ func rowJob(id int64, r queue.Row, now time.Time) *queue.Job {
 // transaction of its own when tx is nil.
 func (d *Driver) InsertMany(ctx context.Context, tx any, now time.Time, rows []queue.Row) ([]queue.InsertResult, error) {
 	if tx == nil {
+		ctx = context.WithoutCancel(ctx) // see inTx
 		// Prepare the full-chunk statement before the transaction takes
 		// the connection.
-		full, err := d.prepared(ctx, insertSQL(insertChunk))
+		size := insertChunk
+		if len(rows) == 1 {
+			size = 1 // the common single insert, prepared once
+		}
+		full, err := d.prepared(ctx, insertSQL(size))
 		if err != nil {
 			return nil, err
 		}
 		var out []queue.InsertResult
 		err = d.inTx(ctx, func(t *sql.Tx) error {
 			var err error
-			out, err = d.insertMany(ctx, t, t.StmtContext(ctx, full), now, rows)
+			out, err = d.insertMany(ctx, t, t.StmtContext(ctx, full), size, now, rows)
 			return err
 		})
 		return out, err
@@ -228,12 +241,12 @@ func (d *Driver) InsertMany(ctx context.Context, tx any, now time.Time, rows []q
 	if !ok {
 		return nil, fmt.Errorf("%w: the sqlite driver takes a *sql.Tx from its DB(), got %T", queue.ErrInvalid, tx)
 	}
-	return d.insertMany(ctx, t, nil, now, rows)
+	return d.insertMany(ctx, t, nil, 0, now, rows)
 }
 
 // insertMany inserts rows in tx; full, when not nil, is the prepared
-// statement for a chunk of insertChunk rows.
-func (d *Driver) insertMany(ctx context.Context, tx *sql.Tx, full *sql.Stmt, now time.Time, rows []queue.Row) ([]queue.InsertResult, error) {
+// statement for a chunk of size rows.
+func (d *Driver) insertMany(ctx context.Context, tx *sql.Tx, full *sql.Stmt, size int, now time.Time, rows []queue.Row) ([]queue.InsertResult, error) {
 	out := make([]queue.InsertResult, len(rows))
 	// Plain rows go in multi-row statements; rows with a unique key are
 	// checked and inserted one by one, in order, so a batch can hold
@@ -242,7 +255,7 @@ func (d *Driver) insertMany(ctx context.Context, tx *sql.Tx, full *sql.Stmt, now
 	flush := func() error {
 		for len(plain) > 0 {
 			n := min(len(plain), insertChunk)
-			if err := d.insertChunk(ctx, tx, full, now, rows, plain[:n], out); err != nil {
+			if err := d.insertChunk(ctx, tx, full, size, now, rows, plain[:n], out); err != nil {
 				return err
 			}
 			plain = plain[n:]
@@ -265,7 +278,7 @@ func (d *Driver) insertMany(ctx context.Context, tx *sql.Tx, full *sql.Stmt, now
 			out[i] = queue.InsertResult{Job: existing, Duplicate: true}
 			continue
 		}
-		if err := d.insertChunk(ctx, tx, nil, now, rows, []int{i}, out); err != nil {
+		if err := d.insertChunk(ctx, tx, full, size, now, rows, []int{i}, out); err != nil {
 			return nil, err
 		}
 	}
@@ -310,7 +323,7 @@ func insertSQL(n int) string {
 	return b.String()
 }
 
-func (d *Driver) insertChunk(ctx context.Context, tx *sql.Tx, full *sql.Stmt, now time.Time, rows []queue.Row, idx []int, out []queue.InsertResult) error {
+func (d *Driver) insertChunk(ctx context.Context, tx *sql.Tx, full *sql.Stmt, size int, now time.Time, rows []queue.Row, idx []int, out []queue.InsertResult) error {
 	args := make([]any, 0, len(idx)*insertColCount)
 	for _, i := range idx {
 		v, err := rowValues(rows[i], now)
@@ -321,7 +334,7 @@ func (d *Driver) insertChunk(ctx context.Context, tx *sql.Tx, full *sql.Stmt, no
 	}
 	var res *sql.Rows
 	var err error
-	if full != nil && len(idx) == insertChunk {
+	if full != nil && len(idx) == size {
 		res, err = full.QueryContext(ctx, args...)
 	} else {
 		res, err = tx.QueryContext(ctx, insertSQL(len(idx)), args...)
@@ -406,22 +419,76 @@ func (d *Driver) ListJobs(ctx context.Context, p queue.ListParams) ([]*queue.Job
 	return scanJobs(rows)
 }
 
-const claimSQL = `UPDATE kiln_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1,
+// Claiming first selects the ids in claim order from the claim index. A
+// few jobs (the idle, latency-bound case) are then updated one by one by
+// primary key; many jobs (the busy, throughput-bound case) in one UPDATE
+// whose subquery yields the same ids, since nothing else can write inside
+// this transaction. Measured on SQLite: a one-job claim takes 40-50µs the
+// first way and 110-190µs the second; a 100-job claim is ~25% faster the
+// second way.
+const claimManyThreshold = 8
+
+const claimManySQL = `UPDATE kiln_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1,
  attempted_by = ?2, lease_token = ?3, lease_expires_at = ?4
  WHERE id IN (SELECT id FROM kiln_jobs WHERE state = 'available' AND queue = ?5
    ORDER BY priority DESC, run_at, id LIMIT ?6)
  RETURNING ` + jobCols
 
+const claimSelectSQL = `SELECT id FROM kiln_jobs WHERE state = 'available' AND queue = ?1
+ ORDER BY priority DESC, run_at, id LIMIT ?2`
+
+const claimUpdateSQL = `UPDATE kiln_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1,
+ attempted_by = ?2, lease_token = ?3, lease_expires_at = ?4
+ WHERE id = ?5 AND state = 'available'
+ RETURNING ` + jobCols
+
 // Claim takes up to p.Limit available jobs of p.Queue.
 func (d *Driver) Claim(ctx context.Context, p queue.ClaimParams) ([]*queue.Job, error) {
+	ctx = context.WithoutCancel(ctx) // see inTx
+	sel, err := d.prepared(ctx, claimSelectSQL)
+	if err != nil {
+		return nil, err
+	}
+	many, err := d.prepared(ctx, claimManySQL)
+	if err != nil {
+		return nil, err
+	}
 	var jobs []*queue.Job
-	err := d.inTxStmt(ctx, claimSQL, func(tx *sql.Tx, st *sql.Stmt) error {
-		rows, err := st.QueryContext(ctx, us(p.Now), p.ClientID, p.Token, us(p.LeaseUntil), p.Queue, p.Limit)
+	err = d.inTxStmt(ctx, claimUpdateSQL, func(tx *sql.Tx, upd *sql.Stmt) error {
+		rows, err := tx.StmtContext(ctx, sel).QueryContext(ctx, p.Queue, p.Limit)
 		if err != nil {
 			return fmt.Errorf("sqlite: claim: %w", err)
 		}
-		jobs, err = scanJobs(rows)
-		return err
+		ids := make([]int64, 0, p.Limit)
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("sqlite: claim: %w", err)
+		}
+		if len(ids) > claimManyThreshold {
+			rows, err := tx.StmtContext(ctx, many).QueryContext(ctx, us(p.Now), p.ClientID, p.Token, us(p.LeaseUntil), p.Queue, len(ids))
+			if err != nil {
+				return fmt.Errorf("sqlite: claim: %w", err)
+			}
+			jobs, err = scanJobs(rows)
+			return err
+		}
+		jobs = make([]*queue.Job, 0, len(ids))
+		for _, id := range ids {
+			j, err := scanJob(upd.QueryRowContext(ctx, us(p.Now), p.ClientID, p.Token, us(p.LeaseUntil), id))
+			if err != nil {
+				return fmt.Errorf("sqlite: claim job %d: %w", id, err)
+			}
+			jobs = append(jobs, j)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -454,6 +521,7 @@ const finishSQL = `UPDATE kiln_jobs SET
 
 // Finish records outcomes, each fenced by its lease.
 func (d *Driver) Finish(ctx context.Context, outcomes []queue.Outcome) ([]bool, error) {
+	ctx = context.WithoutCancel(ctx) // see inTx
 	applied := make([]bool, len(outcomes))
 	err := d.inTxStmt(ctx, finishSQL, func(tx *sql.Tx, st *sql.Stmt) error {
 		for i, o := range outcomes {
@@ -501,6 +569,7 @@ const extendSQL = `UPDATE kiln_jobs SET lease_expires_at = ?1
 
 // ExtendLeases extends still-held leases to until.
 func (d *Driver) ExtendLeases(ctx context.Context, leases []queue.Lease, until time.Time) ([]bool, error) {
+	ctx = context.WithoutCancel(ctx) // see inTx
 	held := make([]bool, len(leases))
 	err := d.inTxStmt(ctx, extendSQL, func(tx *sql.Tx, st *sql.Stmt) error {
 		for i, l := range leases {
