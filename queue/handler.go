@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -55,7 +56,9 @@ func decodeArgs[T any](raw json.RawMessage) (T, error) {
 	if err := dec.Decode(&v); err != nil {
 		return v, fmt.Errorf("%w: args: %v", ErrInvalid, err)
 	}
-	if dec.More() {
+	// Anything after the value, even a stray '}' that More does not
+	// report, makes the arguments invalid.
+	if _, err := dec.Token(); err != io.EOF {
 		return v, fmt.Errorf("%w: args: trailing data after JSON value", ErrInvalid)
 	}
 	if val, ok := any(&v).(interface{ Validate() error }); ok {

@@ -48,6 +48,13 @@ func main() { os.Exit(runMain()) }
 func runMain() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// After the first signal starts a graceful shutdown, restore the
+	// default handling so that a second one ends the process at once (its
+	// jobs are rescued when their leases expire).
+	go func() {
+		<-ctx.Done()
+		stop()
+	}()
 	return run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 }
 
