@@ -3,7 +3,11 @@ package queuetest
 import (
 	"sync"
 	"time"
+
+	"github.com/kilnhq/kiln/queue"
 )
+
+var _ queue.Clock = (*Clock)(nil)
 
 // Clock is a [queue.Clock] that moves only when told to. Pass it as
 // queue.Config.Clock to move schedules, leases, backoff delays and

@@ -57,8 +57,8 @@ type DBProvider interface {
 	DB() *sql.DB
 }
 
-// Start is the time the suite's clocks read when a subtest begins.
-var Start = time.Date(2030, time.January, 1, 0, 0, 0, 0, time.UTC)
+// epoch is the time the suite's clocks read when a subtest begins.
+var epoch = time.Date(2030, time.January, 1, 0, 0, 0, 0, time.UTC)
 
 // Timing of the clients the suite creates: short real intervals so that the
 // loops react quickly, and a lease so long that only the suite's dead
@@ -119,7 +119,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) queue.Driver) {
 					if d == nil {
 						t.Fatal("newDriver returned nil")
 					}
-					tc.fn(&harness{T: t, driver: d, clock: NewClock(Start), ctx: t.Context()})
+					tc.fn(&harness{T: t, driver: d, clock: NewClock(epoch), ctx: t.Context()})
 				})
 			}
 		})
