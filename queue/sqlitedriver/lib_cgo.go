@@ -3,13 +3,23 @@
 package sqlitedriver
 
 import (
+	"database/sql"
 	"fmt"
 	"net/url"
 
-	_ "github.com/mattn/go-sqlite3" // cgo SQLite: the faster library where a C compiler exists
+	"github.com/mattn/go-sqlite3" // cgo SQLite: the faster library where a C compiler exists
 )
 
-const libName = "sqlite3"
+const libName = "kiln-sqlite3"
+
+func init() {
+	// The cgo library has no DSN parameter for these pragmas, so every
+	// connection runs them as it opens.
+	sql.Register(libName, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec(connPragmas, nil)
+		return err
+	}})
+}
 
 // Library names the SQLite library compiled in.
 const Library = "mattn/go-sqlite3 (cgo)"

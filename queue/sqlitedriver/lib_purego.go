@@ -24,6 +24,8 @@ func libDSN(path string, opts Options, readOnly bool) string {
 	v.Add("_pragma", "synchronous("+sync+")")
 	v.Add("_pragma", "foreign_keys(0)")
 	v.Add("_pragma", "cache_size(-16000)")
+	v.Add("_pragma", "wal_autocheckpoint(0)")
+	v.Add("_pragma", "journal_size_limit(67108864)")
 	v.Set("_txlock", "immediate")
 	if readOnly {
 		v.Add("_pragma", "query_only(1)")

@@ -50,8 +50,19 @@ type Driver struct {
 	opts  Options
 	w     *sql.DB // one connection: every write
 	r     *sql.DB // read pool
+	ck    *sql.DB // one connection: WAL checkpoints
 	stmts stmts
+
+	stopCheckpoints context.CancelFunc
+	checkpointsDone chan struct{}
 }
+
+// connPragmas are run on every connection by the cgo library (the pure-Go
+// one takes them in its DSN). Automatic checkpoints are off: a checkpoint
+// would otherwise run inside whichever commit crossed the threshold,
+// stalling that write (and every claim queued behind it) for milliseconds.
+// The driver checkpoints in the background instead; see checkpoints.
+const connPragmas = "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=67108864;"
 
 // ParseDSN turns a kiln database URL into a file path and options. It
 // accepts "sqlite:///abs/path.db", "sqlite://rel/path.db", "file:path.db"
@@ -139,13 +150,23 @@ func Open(path string, opts Options) (*Driver, error) {
 	}
 	r.SetMaxOpenConns(opts.ReadConns)
 	r.SetMaxIdleConns(opts.ReadConns)
-	d := &Driver{path: path, opts: opts, w: w, r: r}
+	ck, err := sql.Open(libName, libDSN(path, opts, false))
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	ck.SetMaxOpenConns(1)
+	d := &Driver{path: path, opts: opts, w: w, r: r, ck: ck}
 	ctx, cancel := context.WithTimeout(context.Background(), opts.BusyTimeout+5*time.Second)
 	defer cancel()
 	if err := d.check(ctx); err != nil {
-		d.Close()
+		d.closeDBs()
 		return nil, err
 	}
+	cctx, stop := context.WithCancel(context.Background())
+	d.stopCheckpoints, d.checkpointsDone = stop, make(chan struct{})
+	go d.checkpoints(cctx)
 	return d, nil
 }
 
@@ -195,8 +216,35 @@ func (d *Driver) DB() *sql.DB { return d.w }
 // ReadDB returns the read-only pool.
 func (d *Driver) ReadDB() *sql.DB { return d.r }
 
-// Close closes both pools.
+// Close stops background checkpoints and closes the connections; the last
+// connection to close checkpoints the whole WAL into the database file.
 func (d *Driver) Close() error {
+	if d.stopCheckpoints != nil {
+		d.stopCheckpoints()
+		<-d.checkpointsDone
+	}
+	return d.closeDBs()
+}
+
+func (d *Driver) closeDBs() error {
 	d.stmts.close()
-	return errors.Join(d.w.Close(), d.r.Close())
+	return errors.Join(d.w.Close(), d.r.Close(), d.ck.Close())
+}
+
+// checkpoints copies the WAL into the database file every 200ms on a
+// connection of its own. A passive checkpoint never blocks writers or
+// readers, so the write path never pays for it.
+func (d *Driver) checkpoints(ctx context.Context) {
+	defer close(d.checkpointsDone)
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		// Errors (a busy database) are retried on the next tick.
+		_, _ = d.ck.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
+	}
 }
