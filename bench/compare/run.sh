@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Runs kiln, asynq and River benches interleaved, ROUNDS times, appending one
-# JSON line per run to OUT; then prints the medians (cmd/summarize).
+# Runs kiln, asynq, River and BullMQ benches interleaved, ROUNDS times,
+# appending one JSON line per run to OUT; then prints the medians
+# (cmd/summarize).
 #
 # Needs Redis at 127.0.0.1:6379 (database 15 is flushed before each asynq
-# run) and PostgreSQL at $DATABASE_URL. Environment knobs and defaults below.
+# run, database 14 before each BullMQ run), PostgreSQL at $DATABASE_URL and,
+# for the bullmq config, Node.js 20+ with npm. Environment knobs and defaults
+# below.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-3}
@@ -24,6 +27,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$BIN"
 (cd "$here/../.." && go build -o "$BIN/kiln" ./cmd/kiln)
 (cd "$here" && go build -o "$BIN/" ./cmd/asynq-bench ./cmd/river-bench ./cmd/summarize)
+case " $CONFIGS " in
+*" bullmq "*) (cd "$here/node" && npm ci --no-audit --no-fund >&2) ;;
+esac
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -50,6 +56,7 @@ command_for() { # config mode
 	river-pgx-tuned) echo "$BIN/river-bench --driver pgx --database-url $DATABASE_URL --tuned ${common[*]}" ;;
 	river-sqlite) echo "$BIN/river-bench --driver sqlite ${common[*]}" ;;
 	river-sqlite-tuned) echo "$BIN/river-bench --driver sqlite --tuned ${common[*]}" ;;
+	bullmq) echo "node $here/node/bullmq-bench.mjs ${common[*]}" ;;
 	*) echo "unknown config $1" >&2; return 1 ;;
 	esac
 }
