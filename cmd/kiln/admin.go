@@ -27,7 +27,7 @@ migrated by a newer kiln is refused.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			s, err := openRaw(g.resolveDB())
+			s, err := openRaw(ctx, g.resolveDB(), nil)
 			if err != nil {
 				return err
 			}
@@ -52,7 +52,7 @@ migrated by a newer kiln is refused.`,
 // withClient opens the database (migrating it) and runs fn with an
 // insert-only client that knows the built-in kinds.
 func withClient(ctx context.Context, g *globals, fn func(*queue.Client) error) error {
-	s, err := openStore(ctx, g.resolveDB(), true)
+	s, err := openStore(ctx, g.resolveDB(), true, nil)
 	if err != nil {
 		return err
 	}

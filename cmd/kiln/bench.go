@@ -70,11 +70,6 @@ object.`,
 				defer os.RemoveAll(dir)
 				url = filepath.Join(dir, "bench.db")
 			}
-			s, err := openStore(cmd.Context(), url, true)
-			if err != nil {
-				return err
-			}
-			defer s.Close()
 			if !cmd.Flags().Changed("log-level") && os.Getenv("KILN_LOG_LEVEL") == "" {
 				g.logLevel = "warn" // keep the engine's info lines out of the results
 			}
@@ -82,6 +77,11 @@ object.`,
 			if err != nil {
 				return err
 			}
+			s, err := openStore(cmd.Context(), url, true, log)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
 			o := bench.Options{Driver: s.driver, Jobs: jobs, Workers: workers, Rate: rate, Duration: duration, Logger: log}
 			if !asJSON {
 				o.Progress = g.stderr

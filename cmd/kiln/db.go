@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/pgdriver"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
@@ -26,9 +28,11 @@ func (g *globals) resolveDB() string {
 }
 
 // openStore opens the database named by url. It migrates it when migrate
-// is true, and otherwise checks that its schema is current.
-func openStore(ctx context.Context, url string, migrate bool) (*store, error) {
-	s, err := openRaw(url)
+// is true, and otherwise checks that its schema is current. log, when not
+// nil, receives the driver's own warnings (a lost PostgreSQL LISTEN
+// connection).
+func openStore(ctx context.Context, url string, migrate bool, log *slog.Logger) (*store, error) {
+	s, err := openRaw(ctx, url, log)
 	if err != nil {
 		return nil, err
 	}
@@ -39,15 +43,16 @@ func openStore(ctx context.Context, url string, migrate bool) (*store, error) {
 	return s, nil
 }
 
-// openRaw opens the database named by url without looking at its schema.
-func openRaw(url string) (*store, error) {
+// openRaw opens the database named by url without looking at its schema:
+// PostgreSQL for postgres:// and postgresql:// URLs, SQLite otherwise.
+func openRaw(ctx context.Context, url string, log *slog.Logger) (*store, error) {
 	lower := strings.ToLower(url)
 	switch {
 	case strings.HasPrefix(lower, "postgres://"), strings.HasPrefix(lower, "postgresql://"):
-		return nil, usagef("--db %s: this kiln build has no PostgreSQL driver yet; use SQLite (a file path or sqlite:///path)", redact(url))
+		return openPostgres(ctx, url, log)
 	case strings.Contains(lower, "://") && !strings.HasPrefix(lower, "sqlite://") && !strings.HasPrefix(lower, "file:"):
 		scheme, _, _ := strings.Cut(url, "://")
-		return nil, usagef("--db: unsupported database scheme %q (want sqlite:// or a file path)", scheme)
+		return nil, usagef("--db: unsupported database scheme %q (want sqlite://, postgres:// or a file path)", scheme)
 	}
 	path, opts, err := sqlitedriver.ParseDSN(url)
 	if err != nil {
@@ -58,6 +63,21 @@ func openRaw(url string) (*store, error) {
 		return nil, err
 	}
 	return &store{driver: d, display: "sqlite " + d.Path()}, nil
+}
+
+// openPostgres opens a PostgreSQL database. A malformed URL is a usage
+// error; an unreachable server or refused credentials are not. Neither
+// message shows the password.
+func openPostgres(ctx context.Context, url string, log *slog.Logger) (*store, error) {
+	cfg, err := pgdriver.ParseURL(url, pgdriver.Options{Logger: log})
+	if err != nil {
+		return nil, usagef("--db %s: %v", redact(url), err)
+	}
+	d, err := pgdriver.OpenConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &store{driver: d, display: "postgres " + d.Display()}, nil
 }
 
 func (s *store) prepare(ctx context.Context, migrate bool) error {

@@ -50,8 +50,10 @@ func TestBadInput(t *testing.T) {
 		{"db under /proc", nil, []string{"migrate", "--db", "/proc/kiln-test/kiln.db"}, 1, "/proc/kiln-test"},
 		{"db not sqlite", nil, []string{"jobs", "list", "--db", junk}, 1, "is not a SQLite database"},
 		{"db is a directory", nil, []string{"migrate", "--db", dir}, 1, "is a directory"},
-		{"postgres", nil, []string{"migrate", "--db", "postgres://kiln:secret@localhost/kiln"}, 2, "PostgreSQL"},
-		{"postgres password hidden", nil, []string{"migrate", "--db", "postgresql://kiln:secret@localhost/kiln"}, 2, "kiln:xxxxx@"},
+		{"postgres unreachable", nil, []string{"migrate", "--db", "postgres://kiln:secret@127.0.0.1:1/kiln?connect_timeout=2"}, 1, "server 127.0.0.1:1 is unreachable"},
+		{"postgres unreachable jobs", nil, []string{"jobs", "list", "--db", "postgresql://kiln:secret@127.0.0.1:1/kiln"}, 1, "127.0.0.1:1"},
+		{"postgres bad URL", nil, []string{"migrate", "--db", "postgresql://kiln:secret@localhost:port/kiln"}, 2, "kiln:xxxxx@"},
+		{"postgres bad parameter", nil, []string{"migrate", "--db", "postgres://kiln:secret@localhost/kiln?kiln_poll_only=perhaps"}, 2, "kiln_poll_only must be true or false"},
 		{"mysql", nil, []string{"migrate", "--db", "mysql://x"}, 2, `unsupported database scheme "mysql"`},
 		{"bad sqlite parameter", nil, []string{"migrate", "--db", "sqlite://" + good + "?cache=shared"}, 2, `unknown parameter "cache"`},
 
@@ -97,6 +99,9 @@ func TestBadInput(t *testing.T) {
 			}
 			if !strings.Contains(r.stderr, tc.want) {
 				t.Errorf("stderr does not mention %q: %s", tc.want, r)
+			}
+			if strings.Contains(r.stderr+r.stdout, "secret") {
+				t.Errorf("output shows the password: %s", r)
 			}
 		})
 	}

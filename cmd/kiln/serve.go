@@ -124,7 +124,7 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(cont
 	if err != nil {
 		return err
 	}
-	s, err := openStore(ctx, g.resolveDB(), true)
+	s, err := openStore(ctx, g.resolveDB(), true, log)
 	if err != nil {
 		return err
 	}
@@ -250,9 +250,14 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.
 	return nil
 }
 
+// dbPath says where the client's database is: a SQLite file's path, or
+// PostgreSQL's host:port/database (never a password).
 func dbPath(c *queue.Client) string {
-	if p, ok := c.Driver().(interface{ Path() string }); ok {
-		return p.Path()
+	switch d := c.Driver().(type) {
+	case interface{ Path() string }:
+		return d.Path()
+	case interface{ Display() string }:
+		return d.Display()
 	}
 	return ""
 }

@@ -149,7 +149,11 @@ func ParseURL(rawURL string, opts Options) (*Config, error) {
 	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
 		u, err := url.Parse(s)
 		if err != nil {
-			return nil, fmt.Errorf("postgres: invalid database URL %s: %v", Redact(s), redactErr(err, s))
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err
+			}
+			return nil, fmt.Errorf("postgres: invalid database URL: %v", redactErr(err, s))
 		}
 		q := u.Query()
 		for k, vs := range q {
@@ -186,7 +190,7 @@ func ParseURL(rawURL string, opts Options) (*Config, error) {
 	}
 	pc, err := pgxpool.ParseConfig(s)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: invalid database URL %s: %v", Redact(s), redactErr(err, s))
+		return nil, fmt.Errorf("postgres: invalid database URL: %v", redactErr(err, s))
 	}
 	if !maxConnsInURL {
 		pc.MaxConns = DefaultMaxConns
@@ -334,46 +338,54 @@ func (d *Driver) explain(what string, err error) error {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		code := " (SQLSTATE " + pgErr.Code + ")"
 		switch pgErr.Code {
 		case codeInvalidPassword, codeInvalidAuthorization:
-			return fmt.Errorf("postgres %s: %s: authentication failed for user %q: %s (check the user and password in the URL): %w", d.addr, what, d.user, pgErr.Message, err)
+			return &dbError{fmt.Sprintf("postgres %s: %s: authentication failed for user %q: %s%s; check the user and password",
+				d.addr, what, d.user, pgErr.Message, code), err}
 		case codeInvalidCatalogName:
-			return fmt.Errorf("postgres %s: %s: database %q does not exist (create it, or fix the URL): %w", d.addr, what, d.dbname, err)
+			return &dbError{fmt.Sprintf("postgres %s: %s: database %q does not exist%s; create it or fix the URL",
+				d.addr, what, d.dbname, code), err}
 		case codeInsufficientPrivilege:
-			return fmt.Errorf("postgres %s/%s: %s: permission denied for user %q: %s (%s): %w", d.addr, d.dbname, what, d.user, pgErr.Message, d.privilegeHint(), err)
-		case codeInvalidSchemaName:
-			return fmt.Errorf("postgres %s/%s: %s: %s (run kiln migrate, which creates it): %w", d.addr, d.dbname, what, pgErr.Message, err)
+			return &dbError{fmt.Sprintf("postgres %s/%s: %s: permission denied for user %q: %s%s; %s",
+				d.addr, d.dbname, what, d.user, pgErr.Message, code, d.privilegeHint()), err}
 		case codeTooManyConnections, codeCannotConnectNow:
-			return fmt.Errorf("postgres %s: %s: the server refuses connections: %s: %w", d.addr, what, pgErr.Message, err)
+			return &dbError{fmt.Sprintf("postgres %s: %s: the server refuses connections: %s%s",
+				d.addr, what, pgErr.Message, code), err}
 		}
 		return fmt.Errorf("postgres %s/%s: %s: %w", d.addr, d.dbname, what, err)
 	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("postgres %s: %s: %w", d.addr, what, err)
+	}
 	var ce *pgconn.ConnectError
-	var ne net.Error
-	if errors.As(err, &ce) || errors.As(err, &ne) {
-		if errors.Is(err, context.Canceled) {
-			return fmt.Errorf("postgres %s: %s: %w", d.addr, what, err)
+	if errors.As(err, &ce) {
+		cause := err
+		var ne *net.OpError
+		if errors.As(err, &ne) {
+			cause = ne
+		} else if errors.Is(err, context.DeadlineExceeded) {
+			cause = fmt.Errorf("no answer within the connect timeout: %w", err)
+		} else if inner := ce.Unwrap(); inner != nil {
+			cause = inner
 		}
-		return fmt.Errorf("postgres: %s: server %s is unreachable (is PostgreSQL running and is the host:port right?): %v: %w", what, d.addr, innerConnectError(err), errUnreachable)
+		return &dbError{fmt.Sprintf("postgres: %s: server %s is unreachable (is PostgreSQL running there?): %v", what, d.addr, cause), err}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("postgres: %s: server %s did not answer in time: %w", what, d.addr, err)
+		return fmt.Errorf("postgres %s: %s: the server did not answer in time: %w", d.addr, what, err)
 	}
 	return fmt.Errorf("postgres %s/%s: %s: %w", d.addr, d.dbname, what, err)
 }
 
-// errUnreachable marks errors of a server that could not be reached.
-var errUnreachable = errors.New("server unreachable")
-
-// innerConnectError returns the cause of a connection error without pgx's
-// prefix, which repeats the user and database.
-func innerConnectError(err error) error {
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) && ce.Unwrap() != nil {
-		return ce.Unwrap()
-	}
-	return err
+// dbError is an explained error: a message of its own, and the cause for
+// errors.Is and errors.As.
+type dbError struct {
+	msg string
+	err error
 }
+
+func (e *dbError) Error() string { return e.msg }
+func (e *dbError) Unwrap() error { return e.err }
 
 func (d *Driver) privilegeHint() string {
 	schema := d.opts.Schema
