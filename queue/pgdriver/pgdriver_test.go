@@ -359,3 +359,81 @@ func listenSilently(t *testing.T) string {
 	}()
 	return ln.Addr().String()
 }
+
+// TestNotifyAcrossProcesses: a job inserted through one driver (another
+// process, in effect) wakes a worker on another at once, with polling
+// too slow to matter, also after the LISTEN connection was killed.
+func TestNotifyAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	schema := freshSchema(t)
+	worker := openDriver(t, pgdriver.Options{Schema: schema})
+	inserter := openDriver(t, pgdriver.Options{Schema: schema})
+	ctx := t.Context()
+
+	started := make(chan int64, 100)
+	w := queue.NewWorkers()
+	w.HandleFunc("job", func(_ context.Context, j *queue.Job) error {
+		started <- j.ID
+		return nil
+	})
+	wc, err := queue.New(queue.Config{Driver: worker, Workers: w, PollInterval: time.Hour,
+		Queues: map[string]queue.QueueConfig{"q": {MaxWorkers: 4}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = wc.Stop(sctx)
+	})
+	ic, err := queue.New(queue.Config{Driver: inserter, Workers: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	insertAndWait := func(what string) time.Duration {
+		t.Helper()
+		begin := time.Now()
+		res, err := ic.Insert(ctx, queue.InsertParams{Kind: "job", Opts: queue.InsertOpts{Queue: "q"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case id := <-started:
+			if id != res.Job.ID {
+				t.Fatalf("%s: job %d started, want %d", what, id, res.Job.ID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: job %d was not picked up within 10s (polling is hourly)", what, res.Job.ID)
+		}
+		return time.Since(begin)
+	}
+	// The worker's watcher connects in the background; the first job may
+	// wait for it.
+	insertAndWait("first job")
+	var worst time.Duration
+	for range 20 {
+		worst = max(worst, insertAndWait("job"))
+	}
+	t.Logf("slowest pickup across drivers: %s", worst)
+	if worst > time.Second {
+		t.Errorf("slowest pickup %s, want well under a second", worst)
+	}
+
+	// Kill the LISTEN connection; the watcher reconnects and the next job
+	// is still picked up without polling.
+	conn := admin(t)
+	tag, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+	 WHERE query = $1 AND pid <> pg_backend_pid()`, "LISTEN "+pgx.Identifier{"kiln_jobs." + schema}.Sanitize())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tag.RowsAffected() != 1 {
+		t.Fatalf("terminated %d LISTEN connections, want 1", tag.RowsAffected())
+	}
+	time.Sleep(50 * time.Millisecond)
+	insertAndWait("job after the LISTEN connection was killed")
+	insertAndWait("next job")
+}

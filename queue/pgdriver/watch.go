@@ -21,16 +21,16 @@ const (
 // Watch listens for the driver's notifications on a connection of its own
 // (not one of the pool's) and calls notify with the queue each names,
 // until ctx is done; it then returns nil. When the connection fails it
-// logs once, reconnects with backoff (the engine's poll covers the gap)
-// and calls notify("") when listening again, since notifications may have
-// been missed. With Options.PollOnly it returns nil at once.
+// logs once and reconnects with backoff (the engine's poll covers the
+// gap). Each time it starts listening it calls notify(""), since jobs
+// inserted before then were announced to nobody. With Options.PollOnly it
+// returns nil at once.
 func (d *Driver) Watch(ctx context.Context, notify func(queue string)) error {
 	if d.opts.PollOnly {
 		return nil
 	}
 	backoff := watchBackoffMin
 	failing := false
-	first := true
 	for {
 		conn, err := d.listen(ctx)
 		if err == nil {
@@ -39,10 +39,9 @@ func (d *Driver) Watch(ctx context.Context, notify func(queue string)) error {
 				failing = false
 			}
 			backoff = watchBackoffMin
-			if !first {
-				notify("")
-			}
-			first = false
+			// Jobs inserted before LISTEN took effect announced
+			// themselves to nobody.
+			notify("")
 			err = d.receive(ctx, conn, notify)
 			closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 			_ = conn.Close(closeCtx)
