@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -436,4 +437,159 @@ func TestNotifyAcrossProcesses(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	insertAndWait("job after the LISTEN connection was killed")
 	insertAndWait("next job")
+}
+
+// TestInsertPgxTx: jobs inserted in a caller's pgx.Tx exist if and only if
+// it commits, in batches large enough for COPY too.
+func TestInsertPgxTx(t *testing.T) {
+	t.Parallel()
+	d := openDriver(t, pgdriver.Options{})
+	ctx := t.Context()
+	w := queue.NewWorkers()
+	w.HandleFunc("job", func(context.Context, *queue.Job) error { return nil })
+	c, err := queue.New(queue.Config{Driver: d, Workers: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int{1, 2500} {
+		ps := make([]queue.InsertParams, n)
+		for i := range ps {
+			ps[i] = queue.InsertParams{Kind: "job", Args: []byte(`{"i":` + strconv.Itoa(i) + `}`)}
+		}
+		for _, commit := range []bool{false, true} {
+			tx, err := d.Pool().Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.InsertTx(ctx, tx, ps...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res) != n {
+				t.Fatalf("%d results for %d jobs", len(res), n)
+			}
+			for i := 1; i < n; i++ {
+				if res[i].Job.ID <= res[i-1].Job.ID {
+					t.Fatalf("ids out of insertion order: %d then %d", res[i-1].Job.ID, res[i].Job.ID)
+				}
+			}
+			if commit {
+				err = tx.Commit(ctx)
+			} else {
+				err = tx.Rollback(ctx)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, i := range []int{0, n - 1} {
+				j, err := c.Get(ctx, res[i].Job.ID)
+				switch {
+				case commit && err != nil:
+					t.Errorf("job %d of a committed batch of %d: %v", i, n, err)
+				case commit && string(j.Args) != `{"i": `+strconv.Itoa(i)+`}`:
+					t.Errorf("job %d args %s", i, j.Args)
+				case !commit && !errors.Is(err, queue.ErrNotFound):
+					t.Errorf("job %d of a rolled back batch of %d: %v, want not found", i, n, err)
+				}
+			}
+		}
+	}
+	if _, err := d.InsertMany(ctx, "not a tx", time.Now(), []queue.Row{{Kind: "job"}}); !errors.Is(err, queue.ErrInvalid) {
+		t.Errorf("InsertMany with a string for tx: %v, want ErrInvalid", err)
+	}
+}
+
+// TestUniqueAcrossDrivers: clients on separate pools inserting the same
+// unique job at once create exactly one.
+func TestUniqueAcrossDrivers(t *testing.T) {
+	t.Parallel()
+	schema := freshSchema(t)
+	drivers := []*pgdriver.Driver{openDriver(t, pgdriver.Options{Schema: schema}), openDriver(t, pgdriver.Options{Schema: schema})}
+	ctx := t.Context()
+	w := queue.NewWorkers()
+	w.HandleFunc("job", func(context.Context, *queue.Job) error { return nil })
+	const per = 8
+	ids := make(chan int64, 2*per)
+	errs := make(chan error, 2*per)
+	for _, d := range drivers {
+		c, err := queue.New(queue.Config{Driver: d, Workers: w})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range per {
+			go func() {
+				res, err := c.InsertMany(ctx, []queue.InsertParams{
+					{Kind: "job"},
+					{Kind: "job", Opts: queue.InsertOpts{UniqueKey: "the-one"}},
+					{Kind: "job"},
+				})
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids <- res[1].Job.ID
+			}()
+		}
+	}
+	seen := map[int64]bool{}
+	for range 2 * per {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case id := <-ids:
+			seen[id] = true
+		}
+	}
+	if len(seen) != 1 {
+		t.Errorf("concurrent unique inserts returned %d distinct jobs, want 1", len(seen))
+	}
+}
+
+// TestUnstorableInput: JSON PostgreSQL cannot store is invalid input, not
+// a database failure.
+func TestUnstorableInput(t *testing.T) {
+	t.Parallel()
+	d := openDriver(t, pgdriver.Options{})
+	w := queue.NewWorkers()
+	w.HandleFunc("job", func(context.Context, *queue.Job) error { return nil })
+	c, err := queue.New(queue.Config{Driver: d, Workers: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Insert(t.Context(), queue.InsertParams{Kind: "job", Args: []byte(`{"s":"a\u0000b"}`)})
+	if !errors.Is(err, queue.ErrInvalid) {
+		t.Errorf("insert of a \\u0000 escape: %v, want ErrInvalid", err)
+	}
+}
+
+// TestFinishSameJobTwice: two outcomes for one lease in one batch apply
+// once, in order, as if written one after the other.
+func TestFinishSameJobTwice(t *testing.T) {
+	t.Parallel()
+	d := openDriver(t, pgdriver.Options{})
+	ctx := t.Context()
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	res, err := d.InsertMany(ctx, nil, now, []queue.Row{{Kind: "job", Queue: "q", Args: []byte(`{}`), State: queue.StateAvailable, MaxAttempts: 3, RunAt: now}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := d.Claim(ctx, queue.ClaimParams{Queue: "q", Limit: 5, Now: now, LeaseUntil: now.Add(time.Minute), Token: 7, ClientID: "c"})
+	if err != nil || len(jobs) != 1 || jobs[0].ID != res[0].Job.ID {
+		t.Fatalf("claim: %v %v", jobs, err)
+	}
+	l := queue.Lease{ID: jobs[0].ID, Attempt: jobs[0].Attempt, Token: jobs[0].LeaseToken}
+	applied, err := d.Finish(ctx, []queue.Outcome{
+		{Lease: l, State: queue.StateCompleted, At: now, Result: []byte(`1`)},
+		{Lease: l, State: queue.StateFailed, At: now},
+	})
+	if err != nil || len(applied) != 2 || !applied[0] || applied[1] {
+		t.Fatalf("Finish: %v %v, want [true false]", applied, err)
+	}
+	held, err := d.ExtendLeases(ctx, []queue.Lease{l, l}, now.Add(time.Hour))
+	if err != nil || held[0] || held[1] {
+		t.Errorf("ExtendLeases of a finished job: %v %v", held, err)
+	}
+	if j, err := d.GetJob(ctx, l.ID); err != nil || j.State != queue.StateCompleted {
+		t.Errorf("job after Finish: %+v %v", j, err)
+	}
 }
