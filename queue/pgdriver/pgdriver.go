@@ -145,52 +145,37 @@ func ParseURL(rawURL string, opts Options) (*Config, error) {
 		return nil, errors.New("postgres: empty database URL")
 	}
 	lower := strings.ToLower(s)
-	maxConnsInURL := false
-	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
-		u, err := url.Parse(s)
-		if err != nil {
-			var ue *url.Error
-			if errors.As(err, &ue) {
-				err = ue.Err
-			}
-			return nil, fmt.Errorf("postgres: invalid database URL: %v", redactErr(err, s))
-		}
-		q := u.Query()
-		for k, vs := range q {
-			v := vs[len(vs)-1]
-			switch k {
-			case "kiln_poll_only":
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return nil, fmt.Errorf("postgres: kiln_poll_only must be true or false, got %q", v)
-				}
-				opts.PollOnly = b
-				q.Del(k)
-			case "kiln_schema":
-				opts.Schema = v
-				q.Del(k)
-			case "pool_max_conns":
-				maxConnsInURL = true
-			default:
-				if strings.HasPrefix(k, "kiln_") {
-					return nil, fmt.Errorf("postgres: unknown parameter %q (known: kiln_poll_only, kiln_schema)", k)
-				}
-			}
-		}
-		u.RawQuery = q.Encode()
-		s = u.String()
-	} else if strings.Contains(s, "://") {
-		scheme, _, _ := strings.Cut(s, "://")
+	if scheme, _, ok := strings.Cut(lower, "://"); ok && scheme != "postgres" && scheme != "postgresql" {
 		return nil, fmt.Errorf("postgres: unsupported URL scheme %q (want postgres:// or postgresql://)", scheme)
-	} else if strings.Contains(s, "pool_max_conns") {
-		maxConnsInURL = true
-	}
-	if opts.Schema != "" && (len(opts.Schema) > 63 || strings.ContainsRune(opts.Schema, 0)) {
-		return nil, fmt.Errorf("postgres: schema name %q must be 1-63 bytes without NUL", opts.Schema)
 	}
 	pc, err := pgxpool.ParseConfig(s)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: invalid database URL: %v", redactErr(err, s))
+	}
+	// pgx passes parameters it does not know to the server; kiln's own are
+	// taken out first.
+	params := pc.ConnConfig.RuntimeParams
+	for k, v := range params {
+		if !strings.HasPrefix(k, "kiln_") {
+			continue
+		}
+		switch k {
+		case "kiln_poll_only":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("postgres: kiln_poll_only must be true or false, got %q", v)
+			}
+			opts.PollOnly = b
+		case "kiln_schema":
+			opts.Schema = v
+		default:
+			return nil, fmt.Errorf("postgres: unknown parameter %q (known: kiln_poll_only, kiln_schema)", k)
+		}
+		delete(params, k)
+	}
+	maxConnsInURL := strings.Contains(lower, "pool_max_conns")
+	if opts.Schema != "" && (len(opts.Schema) > 63 || strings.ContainsRune(opts.Schema, 0)) {
+		return nil, fmt.Errorf("postgres: schema name %q must be 1-63 bytes without NUL", opts.Schema)
 	}
 	if !maxConnsInURL {
 		pc.MaxConns = DefaultMaxConns
@@ -408,7 +393,7 @@ func Redact(s string) string {
 	}
 	// Also password=… in the query or in a key=value string.
 	const key = "password="
-	if j := strings.Index(strings.ToLower(s), key); j >= 0 {
+	if j := indexFold(s, key); j >= 0 {
 		end := j + len(key)
 		k := end
 		for k < len(s) && s[k] != '&' && s[k] != ' ' {
@@ -419,24 +404,67 @@ func Redact(s string) string {
 	return s
 }
 
-// redactErr replaces the password, wherever it appears in err's message,
-// with xxxxx.
+// redactErr replaces the passwords in raw, wherever they appear in err's
+// message, with xxxxx: pgx echoes a connection string it cannot parse.
 func redactErr(err error, raw string) error {
 	msg := err.Error()
-	if pw := passwordOf(raw); pw != "" {
+	for _, pw := range passwords(raw) {
 		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		if dec, err := url.PathUnescape(pw); err == nil && dec != "" {
+			msg = strings.ReplaceAll(msg, dec, "xxxxx")
+		}
 	}
 	return errors.New(msg)
 }
 
-func passwordOf(raw string) string {
+// passwords returns the candidate passwords in a connection string: the
+// URL's user:password@ and every password= value.
+func passwords(raw string) []string {
+	var out []string
 	if i := strings.Index(raw, "://"); i >= 0 {
 		rest := raw[i+3:]
 		if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-			if _, pw, ok := strings.Cut(rest[:at], ":"); ok {
-				return pw
+			if _, pw, ok := strings.Cut(rest[:at], ":"); ok && pw != "" {
+				out = append(out, pw)
 			}
 		}
 	}
-	return ""
+	rest := raw
+	for {
+		i := indexFold(rest, "password=")
+		if i < 0 {
+			return out
+		}
+		rest = rest[i+len("password="):]
+		end := strings.IndexAny(rest, " &'\"")
+		if end < 0 {
+			end = len(rest)
+		}
+		if end > 0 {
+			out = append(out, rest[:end])
+		}
+	}
+}
+
+// indexFold is strings.Index ignoring ASCII case; unlike searching a
+// strings.ToLower copy, its result is a valid index into s whatever bytes
+// s holds.
+func indexFold(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		match := true
+		for k := 0; k < len(sub); k++ {
+			a, b := s[i+k], sub[k]
+			if 'A' <= a && a <= 'Z' {
+				a += 'a' - 'A'
+			}
+			if a != b {
+				match = false
+				break
+			}
+		}
+		if match {
+			return i
+		}
+	}
+	return -1
 }
