@@ -26,8 +26,10 @@
 // # Wake-ups: LISTEN/NOTIFY or polling
 //
 // Inserts, promotions, retries and hand-backs that make jobs available send
-// pg_notify('kiln_jobs', queue) in the same transaction, so the
-// notification is delivered exactly when the jobs become visible. Each
+// pg_notify('kiln_jobs', queue) in the same transaction (the channel is
+// kiln_jobs.<schema> with Options.Schema, so installations in different
+// schemas do not wake each other), so the notification is delivered
+// exactly when the jobs become visible. Each
 // client's [Driver.Watch] holds one connection of its own (outside the
 // pool) in LISTEN and wakes the producer of the named queue, which claims
 // within a millisecond or two. If that connection is lost, Watch logs once
