@@ -83,7 +83,8 @@ type Config struct {
 	// Retention of finished jobs, PruneInterval how often the leader
 	// prunes (default 1m), RescueInterval how often it looks for expired
 	// leases (default LeaseDuration/3), LeaderTTL how long leadership lasts
-	// without renewal (default 15s).
+	// without renewal (default 10s: after a leader dies, rescue and
+	// promotion resume within about that long).
 	Retention      Retention
 	PruneInterval  time.Duration
 	RescueInterval time.Duration
@@ -164,7 +165,7 @@ func New(cfg Config) (*Client, error) {
 	def(&cfg.Retention.Cancelled, 7*24*time.Hour)
 	def(&cfg.PruneInterval, time.Minute)
 	def(&cfg.RescueInterval, cfg.LeaseDuration/3)
-	def(&cfg.LeaderTTL, 15*time.Second)
+	def(&cfg.LeaderTTL, 10*time.Second)
 	def(&cfg.ProgressInterval, 200*time.Millisecond)
 	if cfg.FetchBatch <= 0 {
 		cfg.FetchBatch = 200

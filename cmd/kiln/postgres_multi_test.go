@@ -304,7 +304,7 @@ func TestPostgresWorkerKilled(t *testing.T) {
 	t.Logf("killed w2 with %d completed and %d jobs held by w2", n[queue.StateCompleted], len(held))
 
 	// The rescuer runs on the leader; if w2 led, the others take over
-	// once its leadership expires (15s).
+	// once its leadership expires (10s).
 	waitAllCompleted(ctx, t, c, total, 90*time.Second, ws[0], ws[2])
 	var leaders []string
 	for i, w := range ws {
@@ -369,7 +369,7 @@ func TestPostgresFencingAcrossProcesses(t *testing.T) {
 	c, _ := openPG(ctx, t, base)
 	dbURL := withParams(t, base, "pool_max_conns", workerPool)
 	// The job sleeps 4s. A is frozen within its first second; B, started
-	// after that, takes leadership once A's expires (15s), rescues the
+	// after that, takes leadership once A's expires (10s), rescues the
 	// job and runs it for 4s. When A is thawed, its sleep's deadline has
 	// long passed, so its handler returns at once (or its heartbeat finds
 	// the lease lost and cancels it): either way A then tries to record a
