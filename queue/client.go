@@ -215,6 +215,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	empty := map[string]bool{}
 	c.paused.Store(&empty)
+	// The producers exist from the start, although they only run once the
+	// client starts: the leader loop, the change watcher and Insert look
+	// them up by queue, so the map must never change once other
+	// goroutines can read it.
+	for name, q := range cfg.Queues {
+		c.producers[name] = newProducer(c, name, q.MaxWorkers)
+	}
 	for _, h := range cfg.Hooks {
 		c.hooks.add(h)
 	}
@@ -286,8 +293,7 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 		sort.Strings(names)
 		for _, name := range names {
-			p := newProducer(c, name, c.cfg.Queues[name].MaxWorkers)
-			c.producers[name] = p
+			p := c.producers[name]
 			c.goService(func() { p.run(svcCtx) })
 		}
 		c.goService(func() { c.runHeartbeat(svcCtx) })

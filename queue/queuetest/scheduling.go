@@ -3,10 +3,12 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/kilnhq/kiln/queue"
 )
@@ -15,6 +17,43 @@ var schedulingTests = []test{
 	{"Priority", testPriority},
 	{"QueueConcurrency", testQueueConcurrency},
 	{"PauseResumeAcrossClients", testPauseResume},
+	{"StartWithDueJobs", testStartWithDueJobs},
+}
+
+// slowPausedDriver delays the first PausedQueues call after it returns.
+type slowPausedDriver struct {
+	queue.Driver
+	once sync.Once
+}
+
+func (d *slowPausedDriver) PausedQueues(ctx context.Context) ([]string, error) {
+	names, err := d.Driver.PausedQueues(ctx)
+	d.once.Do(func() { time.Sleep(200 * time.Millisecond) })
+	return names, err
+}
+
+// testStartWithDueJobs: a client started over scheduled jobs that are
+// already due (the usual restart) promotes and runs them all. The leader
+// loop wakes producers as soon as it promotes, so it must not race with
+// Start setting the producers up (run with -race).
+func testStartWithDueJobs(h *harness) {
+	var ran atomic.Int32
+	w := queue.NewWorkers()
+	w.HandleFunc("due", func(context.Context, *queue.Job) error { ran.Add(1); return nil })
+	queues := map[string]int{}
+	for i := range 16 {
+		queues[fmt.Sprintf("q%02d", i)] = 1
+	}
+	ins := h.newClient(w, nil)
+	for q := range queues {
+		h.insert(ins, queue.InsertParams{Kind: "due", Opts: queue.InsertOpts{Queue: q, RunIn: time.Second}})
+	}
+	h.clock.Advance(time.Minute)
+	// Stretch Start's first read of the paused queues so that the leader
+	// loop promotes (and looks up producers) while Start is under way.
+	slow := &slowPausedDriver{Driver: h.driver}
+	h.startClient(w, queues, withDriver(slow))
+	eventually(h, waitTimeout, func() bool { return int(ran.Load()) == len(queues) }, "%d due jobs to run", len(queues))
 }
 
 // testPriority: within a queue, higher priority runs first; equal
