@@ -3,6 +3,7 @@ package queue
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -188,7 +189,10 @@ func (p InsertParams) toRow(now time.Time, kc *KindConfig, def RetryPolicy) (Row
 	}
 	r := Row{
 		Kind: p.Kind, Queue: q, Args: args, State: state, Priority: o.Priority,
-		MaxAttempts: policy.MaxAttempts, RunAt: run, Retry: retry, Timeout: timeout,
+		// Drivers may store attempts in 32 bits (PostgreSQL's integer);
+		// math.MaxInt, a natural "retry forever", would otherwise wrap to
+		// -1 and fail the job at its first error.
+		MaxAttempts: min(policy.MaxAttempts, math.MaxInt32), RunAt: run, Retry: retry, Timeout: timeout,
 		UniqueKey: o.UniqueKey, Metadata: o.Metadata,
 	}
 	if o.UniqueKey != "" {

@@ -24,7 +24,8 @@ const (
 // fields take the value of [DefaultRetryPolicy].
 type RetryPolicy struct {
 	// MaxAttempts is the total number of attempts, the first included.
-	// 1 means never retry.
+	// 1 means never retry. Values above math.MaxInt32 are stored as
+	// math.MaxInt32.
 	MaxAttempts int `json:"max_attempts,omitempty"`
 	// Backoff is exponential or fixed.
 	Backoff Backoff `json:"backoff,omitempty"`

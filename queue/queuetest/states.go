@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ var retryTests = []test{
 	{"PerJobOverridesKind", testRetryPerJob},
 	{"Defaults", testRetryDefaults},
 	{"ClientDefault", testRetryClientDefault},
+	{"Unbounded", testRetryUnbounded},
 }
 
 var outcomeTests = []test{
@@ -223,6 +225,23 @@ func (h *harness) failUntilFinal(c *queue.Client, id int64, delays []time.Durati
 var errAlways = errors.New("always fails")
 
 func alwaysFail(context.Context, *queue.Job) error { return errAlways }
+
+// testRetryUnbounded: MaxAttempts of math.MaxInt, the natural way to say
+// "retry forever", retries; it must not wrap around in storage into a
+// limit the first failure exceeds.
+func testRetryUnbounded(h *harness) {
+	w := queue.NewWorkers()
+	w.HandleFunc("forever", alwaysFail, queue.WithRetry(queue.RetryPolicy{MaxAttempts: math.MaxInt, Jitter: -1}))
+	c := h.startClient(w, map[string]int{queue.DefaultQueue: 1})
+	j := h.insert(c, queue.InsertParams{Kind: "forever"})
+	got := h.waitJob(c, j.ID, "first attempt to end", func(j *queue.Job) bool { return j.Attempt == 1 && j.State != queue.StateRunning })
+	if got.State != queue.StateRetryable {
+		h.Fatalf("after one failure: state %s (max_attempts %d), want retryable", got.State, got.MaxAttempts)
+	}
+	if got.MaxAttempts < math.MaxInt32 {
+		h.Errorf("max_attempts = %d, want at least %d", got.MaxAttempts, math.MaxInt32)
+	}
+}
 
 // testRetryPerKind: a kind's exponential policy doubles the delay from
 // BaseDelay up to MaxDelay.
