@@ -188,7 +188,7 @@ const claimSQL = `WITH picked AS (
    LIMIT $2
    FOR UPDATE SKIP LOCKED)
  UPDATE kiln_jobs j SET state = 'running', attempt = j.attempt + 1, attempted_at = $3,
-   attempted_by = $4, lease_token = $5, lease_expires_at = $6
+   attempted_by = $4, lease_token = $5, lease_expires_at = $6, progress = 0, progress_message = NULL
  FROM picked WHERE j.id = picked.id
  RETURNING ` + jobCols
 
@@ -546,7 +546,8 @@ func (d *Driver) RetryJob(ctx context.Context, id int64, now time.Time) (*queue.
 			return fmt.Errorf("job %d is running: %w", id, queue.ErrWrongState)
 		}
 		out, err = scanJob(tx.QueryRow(ctx, `UPDATE kiln_jobs j SET state = 'available', run_at = $2, finalized_at = NULL,
-		 cancel_requested = false, max_attempts = greatest(j.max_attempts, j.attempt + 1)
+		 cancel_requested = false, progress = 0, progress_message = NULL,
+		 max_attempts = greatest(j.max_attempts, j.attempt + 1)
 		 WHERE j.id = $1 RETURNING `+jobCols, id, now))
 		if err != nil {
 			return d.explain(fmt.Sprintf("retry job %d", id), err)

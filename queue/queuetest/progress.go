@@ -12,6 +12,50 @@ import (
 var progressTests = []test{
 	{"ProgressResultHeartbeat", testProgress},
 	{"SnapshotNotRunning", testSnapshotNotRunning},
+	{"ProgressPerAttempt", testProgressPerAttempt},
+}
+
+// testProgressPerAttempt: each attempt starts with no progress, and so does
+// a finished job made available again by Retry; a stale "50%" from an
+// earlier attempt is never shown for a new one.
+func testProgressPerAttempt(h *harness) {
+	seen := make(chan string, 4)
+	w := queue.NewWorkers()
+	w.HandleFunc("halfway", func(ctx context.Context, j *queue.Job) error {
+		seen <- fmt.Sprintf("attempt %d starts at %d%% %q", j.Attempt, j.Progress, j.ProgressMessage)
+		if err := j.SetProgress(ctx, 50, "half"); err != nil {
+			return queue.Permanent(err)
+		}
+		if j.Attempt == 1 {
+			return errors.New("first attempt fails after reporting progress")
+		}
+		return nil
+	}, fixed(3, time.Second))
+	c := h.startClient(w, map[string]int{queue.DefaultQueue: 1})
+	j := h.insert(c, queue.InsertParams{Kind: "halfway"})
+	for i, want := range []string{`attempt 1 starts at 0% ""`, `attempt 2 starts at 0% ""`} {
+		if got := recv(h, seen, want); got != want {
+			h.Errorf("handler saw %s, want %s", got, want)
+		}
+		if i == 0 {
+			h.waitState(c, j.ID, queue.StateRetryable)
+			h.clock.Advance(time.Second)
+		}
+	}
+	done := h.waitState(c, j.ID, queue.StateCompleted)
+	if done.Progress != 100 {
+		h.Errorf("completed job shows progress %d, want 100", done.Progress)
+	}
+	if err := c.Stop(context.Background()); err != nil {
+		h.Fatal(err)
+	}
+	again, err := c.Retry(context.Background(), j.ID)
+	if err != nil {
+		h.Fatal(err)
+	}
+	if again.State != queue.StateAvailable || again.Progress != 0 || again.ProgressMessage != "" {
+		h.Errorf("after Retry: %s progress %d %q, want available with no progress", again.State, again.Progress, again.ProgressMessage)
+	}
 }
 
 // testProgress: progress is readable while the job runs (updates closer

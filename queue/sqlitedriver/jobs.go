@@ -429,7 +429,7 @@ func (d *Driver) ListJobs(ctx context.Context, p queue.ListParams) ([]*queue.Job
 const claimManyThreshold = 8
 
 const claimManySQL = `UPDATE kiln_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1,
- attempted_by = ?2, lease_token = ?3, lease_expires_at = ?4
+ attempted_by = ?2, lease_token = ?3, lease_expires_at = ?4, progress = 0, progress_message = NULL
  WHERE id IN (SELECT id FROM kiln_jobs WHERE state = 'available' AND queue = ?5
    ORDER BY priority DESC, run_at, id LIMIT ?6)
  RETURNING ` + jobCols
@@ -438,7 +438,7 @@ const claimSelectSQL = `SELECT id FROM kiln_jobs WHERE state = 'available' AND q
  ORDER BY priority DESC, run_at, id LIMIT ?2`
 
 const claimUpdateSQL = `UPDATE kiln_jobs SET state = 'running', attempt = attempt + 1, attempted_at = ?1,
- attempted_by = ?2, lease_token = ?3, lease_expires_at = ?4
+ attempted_by = ?2, lease_token = ?3, lease_expires_at = ?4, progress = 0, progress_message = NULL
  WHERE id = ?5 AND state = 'available'
  RETURNING ` + jobCols
 
@@ -700,7 +700,8 @@ func (d *Driver) RetryJob(ctx context.Context, id int64, now time.Time) (*queue.
 			return fmt.Errorf("job %d is running: %w", id, queue.ErrWrongState)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE kiln_jobs SET state = 'available', run_at = ?, finalized_at = NULL,
-		 cancel_requested = 0, max_attempts = max(max_attempts, attempt + 1) WHERE id = ?`, us(now), id); err != nil {
+		 cancel_requested = 0, progress = 0, progress_message = NULL,
+		 max_attempts = max(max_attempts, attempt + 1) WHERE id = ?`, us(now), id); err != nil {
 			return fmt.Errorf("sqlite: retry job %d: %w", id, err)
 		}
 		out, err = getTx(ctx, tx, id)
