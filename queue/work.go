@@ -126,7 +126,10 @@ func (c *Client) decide(a *attempt, kc *KindConfig, hctx context.Context, err er
 		return o, EventCompleted, nil
 	case errors.Is(cause, errCancelRequested):
 		o.State = StateCancelled
-		o.Error = attemptError(job, now, fmt.Errorf("%w: %v", errCancelRequested, err))
+		if !errors.Is(err, errCancelRequested) {
+			err = fmt.Errorf("%w: %v", errCancelRequested, err)
+		}
+		o.Error = attemptError(job, now, err)
 		return o, EventCancelled, errCancelRequested
 	}
 	if tc := context.Cause(hctx); errors.Is(tc, errTimeout) && hctx.Err() != nil {

@@ -78,7 +78,9 @@ func testCancelRunning(h *harness, fromOther bool) {
 		started <- struct{}{}
 		<-ctx.Done()
 		ctxErr <- ctx.Err()
-		return ctx.Err()
+		// Returning the cause, as many handlers do, must not make the
+		// recorded error repeat itself.
+		return context.Cause(ctx)
 	}, fixed(5, time.Second))
 	worker := h.startClient(w, map[string]int{queue.DefaultQueue: 1})
 	canceller := worker
@@ -103,6 +105,9 @@ func testCancelRunning(h *harness, fromOther bool) {
 	if got.Attempt != 1 || got.FinalizedAt == nil || len(got.Errors) == 0 ||
 		!strings.Contains(got.Errors[len(got.Errors)-1].Error, "cancel") {
 		h.Errorf("cancelled running job: %s, want attempt 1, finalized, with an error mentioning the cancellation", describe(got))
+	}
+	if n := len(got.Errors); n > 0 && strings.Count(got.Errors[n-1].Error, "cancelled") > 1 {
+		h.Errorf("cancellation error says it twice: %q", got.Errors[n-1].Error)
 	}
 }
 
