@@ -58,6 +58,6 @@ func (e *errorLog) ok() {
 	if !e.failing {
 		return
 	}
-	e.log.Info(e.what+" recovered", append(e.attrs, "failures", e.count, "after", time.Since(e.since).Round(time.Millisecond))...)
+	e.log.Info(e.what+" recovered", append(e.attrs, "failures", e.count, "after", time.Since(e.since).Round(time.Millisecond).String())...)
 	e.failing, e.count = false, 0
 }

@@ -51,8 +51,19 @@ migrated by a newer kiln is refused.`,
 
 // withClient opens the database (migrating it) and runs fn with an
 // insert-only client that knows the built-in kinds.
-func withClient(ctx context.Context, g *globals, fn func(*queue.Client) error) error {
-	s, err := openStore(ctx, g.resolveDB(), true, nil)
+//
+// With mustExist, an embedded database file that does not exist is an
+// error rather than a new empty database: a mistyped --db or --data-dir
+// given to a command that only reads or changes existing jobs should say
+// so, not print an empty list.
+func withClient(ctx context.Context, g *globals, mustExist bool, fn func(*queue.Client) error) error {
+	url := g.resolveDB()
+	if mustExist {
+		if err := sqliteMustExist(url); err != nil {
+			return err
+		}
+	}
+	s, err := openStore(ctx, url, true, nil)
 	if err != nil {
 		return err
 	}
@@ -102,7 +113,7 @@ func newEnqueueCmd(g *globals) *cobra.Command {
 			if maxAttempts > 0 {
 				p.Opts.Retry = &queue.RetryPolicy{MaxAttempts: maxAttempts}
 			}
-			return withClient(cmd.Context(), g, func(c *queue.Client) error {
+			return withClient(cmd.Context(), g, false, func(c *queue.Client) error {
 				res, err := c.Insert(cmd.Context(), p)
 				if err != nil {
 					return asUsage(err)
@@ -175,7 +186,7 @@ func newJobsCmd(g *globals) *cobra.Command {
 			if limit < 1 || limit > 1000 {
 				return usagef("--limit must be between 1 and 1000")
 			}
-			return withClient(cmd.Context(), g, func(c *queue.Client) error {
+			return withClient(cmd.Context(), g, true, func(c *queue.Client) error {
 				jobs, err := c.List(cmd.Context(), p)
 				if err != nil {
 					return err
@@ -221,7 +232,7 @@ func newJobsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				return withClient(cmd.Context(), g, func(c *queue.Client) error {
+				return withClient(cmd.Context(), g, true, func(c *queue.Client) error {
 					j, err := op(cmd.Context(), c, id)
 					if errors.Is(err, queue.ErrNotFound) {
 						return fmt.Errorf("job %d not found", id)

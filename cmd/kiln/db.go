@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -63,6 +66,23 @@ func openRaw(ctx context.Context, url string, log *slog.Logger) (*store, error) 
 		return nil, err
 	}
 	return &store{driver: d, display: "sqlite " + d.Path()}, nil
+}
+
+// sqliteMustExist reports an error when url names an embedded database
+// file that does not exist. Other URLs pass.
+func sqliteMustExist(url string) error {
+	lower := strings.ToLower(url)
+	if strings.HasPrefix(lower, "postgres://") || strings.HasPrefix(lower, "postgresql://") {
+		return nil
+	}
+	path, _, err := sqlitedriver.ParseDSN(url)
+	if err != nil {
+		return usagef("--db: %v", err)
+	}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no kiln database at %s: check --db or --data-dir (serve, worker, enqueue and migrate create one)", path)
+	}
+	return nil
 }
 
 // openPostgres opens a PostgreSQL database. A malformed URL is a usage

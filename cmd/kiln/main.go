@@ -89,7 +89,13 @@ environment (--data-dir is KILN_DATA_DIR).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return applyEnv(cmd)
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			// Check the log settings for every command, not only those
+			// that log, so a typo is caught where it is made.
+			_, err := g.logger()
+			return err
 		},
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })

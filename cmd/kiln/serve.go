@@ -149,7 +149,7 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(cont
 	} else {
 		<-ctx.Done()
 	}
-	log.Info("shutting down: no new jobs are claimed; running jobs may finish", "timeout", f.shutdownTimeout)
+	log.Info("shutting down: no new jobs are claimed; running jobs may finish (signal again to stop at once)", "timeout", f.shutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	if err := c.Stop(sctx); err != nil {
