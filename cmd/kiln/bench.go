@@ -3,15 +3,23 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
 	"github.com/kilnhq/kiln/internal/bench"
 )
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
 
 func newBenchCmd(g *globals) *cobra.Command {
 	var (
@@ -82,10 +90,12 @@ object.`,
 				return err
 			}
 			defer s.Close()
-			o := bench.Options{Driver: s.driver, Jobs: jobs, Workers: workers, Rate: rate, Duration: duration, Logger: log}
+			o := bench.Options{Driver: s.driver, Jobs: jobs, Workers: workers, Rate: rate, Duration: duration, Logger: log, Queue: bench.NewQueueName()}
 			if !asJSON {
-				o.Progress = g.stderr
-				fmt.Fprintf(g.stdout, "kiln bench: %s on %s\n", mode, s.display)
+				if isTerminal(g.stderr) {
+					o.Progress = g.stderr // a redrawn bar only where one can be seen
+				}
+				fmt.Fprintf(g.stdout, "kiln bench: %s on %s, queue %s\n", mode, s.display, o.Queue)
 			}
 			var res any
 			if mode == "throughput" {

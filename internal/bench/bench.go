@@ -35,6 +35,9 @@ type Options struct {
 	Workers  int           // worker slots of the bench queue
 	Rate     float64       // latency: inserts per second
 	Duration time.Duration // latency: how long to insert
+	// Queue is the queue the run's jobs go to; empty means a new
+	// bench_<random> queue (see NewQueueName).
+	Queue string
 	// Progress receives a progress bar; nil shows none.
 	Progress io.Writer
 	Logger   *slog.Logger
@@ -64,12 +67,19 @@ type Latency struct {
 	Max    float64 `json:"max_ms"`
 }
 
-// benchQueue returns a queue name of its own, so a run never touches
-// other jobs in the database.
-func benchQueue() string {
+// NewQueueName returns a queue name of its own for a run, so that it never
+// touches other jobs in the database.
+func NewQueueName() string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "bench_" + hex.EncodeToString(b[:])
+}
+
+func (o *Options) queue() string {
+	if o.Queue == "" {
+		o.Queue = NewQueueName()
+	}
+	return o.Queue
 }
 
 func (o *Options) logger() *slog.Logger {
@@ -102,7 +112,7 @@ func RunThroughput(ctx context.Context, o Options) (*Throughput, error) {
 	if o.Jobs < 1 || o.Workers < 1 {
 		return nil, errors.New("bench: jobs and workers must be at least 1")
 	}
-	q := benchQueue()
+	q := o.queue()
 	var done atomic.Int64
 	finished := make(chan struct{})
 	w := queue.NewWorkers()
@@ -212,7 +222,7 @@ func RunLatency(ctx context.Context, o Options) (*Latency, error) {
 	if total < 1 {
 		return nil, fmt.Errorf("bench: %g jobs/s for %s inserts no job; raise the rate or the duration", o.Rate, o.Duration)
 	}
-	q := benchQueue()
+	q := o.queue()
 	var mu sync.Mutex
 	lat := make([]time.Duration, 0, int(o.Rate*o.Duration.Seconds())+1)
 	w := queue.NewWorkers()
