@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/stats"
 )
 
 // jobCols are the columns scanJob reads, qualified by the alias j.
@@ -641,18 +642,7 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]queue.QueueSt
 		return nil, d.explain("queue stats", err)
 	}
 	defer rows.Close()
-	by := map[string]*queue.QueueStats{}
-	get := func(name string) *queue.QueueStats {
-		s, ok := by[name]
-		if !ok {
-			s = &queue.QueueStats{Name: name, Counts: map[queue.JobState]int64{}}
-			for _, st := range queue.AllStates {
-				s.Counts[st] = 0
-			}
-			by[name] = s
-		}
-		return s
-	}
+	var b stats.Builder
 	for rows.Next() {
 		var name, state string
 		var n int64
@@ -660,12 +650,7 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]queue.QueueSt
 		if err := rows.Scan(&name, &state, &n, &minRun); err != nil {
 			return nil, d.explain("queue stats", err)
 		}
-		s := get(name)
-		s.Counts[queue.JobState(state)] = n
-		if state == string(queue.StateAvailable) {
-			t := minRun.UTC()
-			s.OldestAvailable = &t
-		}
+		b.Add(name, state, n, minRun)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, d.explain("queue stats", err)
@@ -674,15 +659,8 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]queue.QueueSt
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range paused {
-		get(p).Paused = true
-	}
-	out := make([]queue.QueueStats, 0, len(by))
-	for _, s := range by {
-		out = append(out, *s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	b.Paused(paused)
+	return b.Result(), nil
 }
 
 // SetQueuePaused pauses or resumes a queue for every client.

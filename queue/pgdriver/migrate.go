@@ -5,56 +5,34 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/schema"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// migrations returns the embedded migrations, oldest first.
+func migrations() ([]schema.Migration, error) {
+	ms, err := schema.Load(migrationFS, "migrations")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("postgres: %w", err)
 	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("postgres: migration %s: name must start with NNN_", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return ms, nil
 }
 
 // latestVersion is the newest schema version this build knows.
 func latestVersion() int {
 	ms, err := migrations()
-	if err != nil || len(ms) == 0 {
+	if err != nil {
 		return 0
 	}
-	return ms[len(ms)-1].version
+	return schema.Latest(ms)
 }
 
 // SchemaVersion returns the database's schema version (0 when kiln's
@@ -154,15 +132,15 @@ func (d *Driver) Migrate(ctx context.Context) error {
 		}
 	}
 	for _, m := range ms {
-		if m.version <= cur {
+		if m.Version <= cur {
 			continue
 		}
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return d.explain("apply migration "+m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return d.explain("apply migration "+m.Name, err)
 		}
 		// Migrations are not governed by the engine's clock.
-		if _, err := tx.Exec(ctx, "INSERT INTO kiln_migrations (version, applied_at) VALUES ($1, $2)", m.version, time.Now()); err != nil {
-			return d.explain("record migration "+m.name, err)
+		if _, err := tx.Exec(ctx, "INSERT INTO kiln_migrations (version, applied_at) VALUES ($1, $2)", m.Version, time.Now()); err != nil {
+			return d.explain("record migration "+m.Name, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/stats"
 )
 
 const jobCols = `id, kind, queue, args, state, priority, attempt, max_attempts, run_at, created_at,
@@ -795,30 +796,14 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]queue.QueueSt
 		return nil, fmt.Errorf("sqlite: queue stats: %w", err)
 	}
 	defer rows.Close()
-	by := map[string]*queue.QueueStats{}
-	get := func(name string) *queue.QueueStats {
-		s, ok := by[name]
-		if !ok {
-			s = &queue.QueueStats{Name: name, Counts: map[queue.JobState]int64{}}
-			for _, st := range queue.AllStates {
-				s.Counts[st] = 0
-			}
-			by[name] = s
-		}
-		return s
-	}
+	var b stats.Builder
 	for rows.Next() {
 		var name, state string
 		var n, minRun int64
 		if err := rows.Scan(&name, &state, &n, &minRun); err != nil {
 			return nil, err
 		}
-		s := get(name)
-		s.Counts[queue.JobState(state)] = n
-		if state == string(queue.StateAvailable) {
-			t := fromUS(minRun)
-			s.OldestAvailable = &t
-		}
+		b.Add(name, state, n, fromUS(minRun))
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -827,15 +812,8 @@ func (d *Driver) QueueStats(ctx context.Context, now time.Time) ([]queue.QueueSt
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range paused {
-		get(p).Paused = true
-	}
-	out := make([]queue.QueueStats, 0, len(by))
-	for _, s := range by {
-		out = append(out, *s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	b.Paused(paused)
+	return b.Result(), nil
 }
 
 // SetQueuePaused pauses or resumes a queue.

@@ -4,53 +4,31 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/schema"
 )
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// migrations returns the embedded migrations, oldest first.
+func migrations() ([]schema.Migration, error) {
+	ms, err := schema.Load(migrationFS, "migrations")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("sqlite: %w", err)
 	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("sqlite: migration %s: name must start with NNN_", e.Name())
-		}
-		b, err := migrationFS.ReadFile("migrations/" + e.Name())
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return ms, nil
 }
 
 // latestVersion is the newest schema version this build knows.
 func latestVersion() int {
 	ms, err := migrations()
-	if err != nil || len(ms) == 0 {
+	if err != nil {
 		return 0
 	}
-	return ms[len(ms)-1].version
+	return schema.Latest(ms)
 }
 
 // SchemaVersion returns the database's schema version and the newest this
@@ -85,14 +63,14 @@ func (d *Driver) Migrate(ctx context.Context) error {
 		return fmt.Errorf("sqlite: %s has schema version %d but this kiln knows only up to %d; upgrade kiln: %w", d.path, cur, latest, queue.ErrSchemaTooNew)
 	}
 	for _, m := range ms {
-		if m.version <= cur {
+		if m.Version <= cur {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("sqlite: apply migration %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("sqlite: apply migration %s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO kiln_migrations (version, applied_at) VALUES (?, ?)", m.version, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("sqlite: record migration %s: %w", m.name, err)
+		if _, err := tx.ExecContext(ctx, "INSERT INTO kiln_migrations (version, applied_at) VALUES (?, ?)", m.Version, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("sqlite: record migration %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
