@@ -1,0 +1,89 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+)
+
+// readBody checks that the body is application/json (else 415) and reads
+// it within the body limit (else 413). Decode it with decodeBytes.
+func readBody(r *http.Request) ([]byte, error) {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return nil, Errorf(CodeUnsupportedMedia, "the request body must be application/json")
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, Errorf(CodeTooLarge, "the request body is larger than %d bytes", mbe.Limit)
+		}
+		return nil, Errorf(CodeInvalid, "could not read the request body")
+	}
+	return body, nil
+}
+
+// decodeBytes decodes body into dst strictly: unknown fields, trailing
+// data and wrong types are 400 problems naming the field.
+func decodeBytes(body []byte, dst any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return Errorf(CodeInvalid, "the request body is empty; send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Errorf(CodeInvalid, "the request body has data after the JSON object")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a 400 that names the field.
+func jsonError(err error) *Error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return Errorf(CodeInvalid, "the request body is not valid JSON (at byte %d)", syn.Offset)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return Errorf(CodeInvalid, "the request body must be a JSON object, not %s", typ.Value)
+		}
+		msg := fmt.Sprintf("must be %s, not %s", jsonType(typ.Type.Kind().String()), typ.Value)
+		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("field %q %s", typ.Field, msg), Fields: []FieldError{{typ.Field, msg}}}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return Errorf(CodeInvalid, "the request body is truncated JSON")
+	}
+	// encoding/json reports unknown fields only as text.
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("unknown field %q", name), Fields: []FieldError{{name, "unknown field"}}}
+	}
+	return Errorf(CodeInvalid, "the request body could not be decoded: %v", err)
+}
+
+func jsonType(kind string) string {
+	switch kind {
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "struct", "map":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	}
+	return "a different type"
+}

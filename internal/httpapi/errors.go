@@ -1,0 +1,182 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/kilnhq/kiln/queue"
+)
+
+// Code classifies an [Error]. Each code maps to one HTTP status in
+// codeStatus.
+type Code string
+
+// The error codes.
+const (
+	CodeInvalid          Code = "invalid"            // malformed request: 400
+	CodeValidation       Code = "validation"         // well-formed but unacceptable fields: 422
+	CodeNotFound         Code = "not_found"          // 404
+	CodeMethodNotAllowed Code = "method_not_allowed" // 405
+	CodeConflict         Code = "conflict"           // wrong state for the operation: 409
+	CodeTooLarge         Code = "too_large"          // request body over the limit: 413
+	CodeUnsupportedMedia Code = "unsupported_media"  // body is not application/json: 415
+	CodeUnavailable      Code = "unavailable"        // shutting down or overloaded: 503
+	CodeInternal         Code = "internal"           // a bug or an unexpected failure: 500
+)
+
+// codeStatus is the one table from error codes to HTTP status.
+var codeStatus = map[Code]int{
+	CodeInvalid:          http.StatusBadRequest,
+	CodeValidation:       http.StatusUnprocessableEntity,
+	CodeNotFound:         http.StatusNotFound,
+	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeConflict:         http.StatusConflict,
+	CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeInternal:         http.StatusInternalServerError,
+}
+
+// sentinels maps engine errors to codes; the first match wins.
+var sentinels = []struct {
+	err  error
+	code Code
+}{
+	{queue.ErrNotFound, CodeNotFound},
+	{queue.ErrWrongState, CodeConflict},
+	{queue.ErrUnknownKind, CodeValidation},
+	{queue.ErrInvalid, CodeValidation},
+	{queue.ErrStopped, CodeUnavailable},
+	{context.DeadlineExceeded, CodeUnavailable},
+}
+
+// FieldError names one bad field of a request and says what is wrong.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error is an error a client sees. Message is safe to show; Err, if set,
+// is the underlying cause, logged but never sent.
+type Error struct {
+	Code    Code
+	Message string
+	Fields  []FieldError
+	Err     error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Status returns the HTTP status of e's code (500 for an unknown code).
+func (e *Error) Status() int {
+	if s, ok := codeStatus[e.Code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// Errorf returns an [Error] with code and a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// paramErr is a 400 naming a path or query parameter.
+func paramErr(param, format string, args ...any) *Error {
+	msg := fmt.Sprintf(format, args...)
+	return &Error{Code: CodeInvalid, Message: fmt.Sprintf("parameter %q: %s", param, msg), Fields: []FieldError{{param, msg}}}
+}
+
+// classify turns any error into an [Error]: an *Error as is, an engine
+// sentinel by the sentinels table, anything else as internal.
+func classify(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	for _, s := range sentinels {
+		if errors.Is(err, s.err) {
+			// Engine messages about rejected input and missing jobs are
+			// written for users; they name no internals.
+			return &Error{Code: s.code, Message: err.Error(), Err: err}
+		}
+	}
+	return &Error{Code: CodeInternal, Err: err}
+}
+
+// problem is the RFC 9457 body.
+type problem struct {
+	Type     string       `json:"type"`
+	Title    string       `json:"title"`
+	Status   int          `json:"status"`
+	Detail   string       `json:"detail,omitempty"`
+	Instance string       `json:"instance,omitempty"`
+	Code     Code         `json:"code"`
+	Errors   []FieldError `json:"errors,omitempty"`
+	// RequestID lets a user quote the request in a report.
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// WriteError writes err as application/problem+json. Internal errors get a
+// generic detail; their cause is logged with the request id.
+func WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	e := classify(err)
+	status := e.Status()
+	detail := e.Message
+	switch {
+	case status == http.StatusInternalServerError:
+		detail = "an internal error occurred; quote the request id when reporting it"
+		Logger(r.Context()).Error("request failed", "status", status, "err", err)
+	case status >= 500:
+		if detail == "" {
+			detail = "the service is unavailable; try again later"
+		}
+		Logger(r.Context()).Warn("request failed", "status", status, "err", err)
+	}
+	p := problem{
+		Type:      "urn:kiln:problem:" + string(e.Code),
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    detail,
+		Instance:  r.URL.Path,
+		Code:      e.Code,
+		Errors:    e.Fields,
+		RequestID: RequestID(r.Context()),
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/problem+json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Del("Content-Length")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(p); err != nil {
+		Logger(r.Context()).Debug("write problem", "err", err)
+	}
+}
+
+// writeJSON writes v as application/json with status.
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		WriteError(w, r, fmt.Errorf("encode response: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b = append(b, '\n')
+	if _, err := w.Write(b); err != nil {
+		Logger(r.Context()).Debug("write response", "err", err)
+	}
+}
+
+// discardLogger is used when a request carries no logger.
+var discardLogger = slog.New(slog.DiscardHandler)

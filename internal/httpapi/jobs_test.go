@@ -1,0 +1,280 @@
+package httpapi
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/kilnhq/kiln/queue"
+)
+
+func TestCreateAndGetJob(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/jobs", `{"kind":"noop","args":{"n":1},"queue":"default","priority":5,"max_attempts":3,
+		"backoff":{"type":"fixed","base_delay_ms":100,"max_delay_ms":1000,"jitter":0},"timeout_ms":5000}`)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	j := decodeJob(t, r)
+	if want := fmt.Sprintf("/api/v1/jobs/%d", j.ID); r.header.Get("Location") != want {
+		t.Errorf("Location %q, want %q", r.header.Get("Location"), want)
+	}
+	if j.Kind != "noop" || j.Priority != 5 || j.MaxAttempts != 3 || j.TimeoutMS != 5000 || string(j.Args) != `{"n":1}` || j.Duplicate {
+		t.Errorf("created job: %+v", j)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	done := e.waitState(strconv.FormatInt(j.ID, 10), queue.StateCompleted)
+	if done.Attempt != 1 || done.FinalizedAt == nil || string(done.Result) != "null" {
+		t.Errorf("completed job: %+v", done)
+	}
+	for _, key := range []string{"state", "attempt", "progress", "errors", "result"} {
+		if _, ok := e.do("GET", fmt.Sprintf("/api/v1/jobs/%d", j.ID), "").json(t)[key]; !ok {
+			t.Errorf("GET job lacks %q", key)
+		}
+	}
+}
+
+func TestCreateScheduledAndDuplicate(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/jobs", `{"kind":"noop","run_at":"2999-01-01T00:00:00Z","unique_key":"k1","unique_for_ms":60000}`)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	first := decodeJob(t, r)
+	if first.State != queue.StateScheduled {
+		t.Errorf("state %s, want scheduled", first.State)
+	}
+	r = e.do("POST", "/api/v1/jobs", `{"kind":"noop","run_at":"2999-01-01T00:00:00Z","unique_key":"k1","unique_for_ms":60000}`)
+	if r.status != 200 {
+		t.Fatalf("duplicate: %d %s", r.status, r.body)
+	}
+	dup := decodeJob(t, r)
+	if !dup.Duplicate || dup.ID != first.ID || r.header.Get("Location") != "" {
+		t.Errorf("duplicate: %+v", dup)
+	}
+	r = e.do("POST", "/api/v1/jobs", `{"kind":"noop","run_in_ms":3600000}`)
+	if j := decodeJob(t, r); r.status != 201 || j.State != queue.StateScheduled {
+		t.Errorf("run_in_ms: %d %s", r.status, r.body)
+	}
+}
+
+func TestCreateRejects(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, tc := range []struct {
+		name, body string
+		status     int
+		fields     []string
+	}{
+		{"bad JSON", `{"kind":`, 400, nil},
+		{"not JSON", `kind=noop`, 400, nil},
+		{"unknown field", `{"kind":"noop","colour":"red"}`, 400, []string{"colour"}},
+		{"wrong type", `{"kind":"noop","priority":"high"}`, 400, []string{"priority"}},
+		{"wrong nested type", `{"kind":"noop","backoff":{"jitter":"lots"}}`, 400, []string{"backoff.jitter"}},
+		{"trailing data", `{"kind":"noop"} {"kind":"noop"}`, 400, nil},
+		{"array", `[{"kind":"noop"}]`, 400, nil},
+		{"empty object is no kind", `{}`, 422, []string{"kind"}},
+		{"every bad field", `{"kind":"a b","args":[1],"queue":"x y","priority":5000,"run_at":"tomorrow","run_in_ms":-1,
+			"max_attempts":0,"backoff":{"type":"linear","base_delay_ms":0,"max_delay_ms":-5,"jitter":2},"timeout_ms":-1,
+			"unique_for_ms":10}`, 422,
+			[]string{"kind", "args", "queue", "priority", "run_at", "run_in_ms", "max_attempts", "backoff.type",
+				"backoff.base_delay_ms", "backoff.max_delay_ms", "backoff.jitter", "timeout_ms", "unique_for_ms"}},
+		{"unknown kind", `{"kind":"nope"}`, 422, []string{"kind"}},
+		{"huge run_in", `{"kind":"noop","run_in_ms":9223372036854775807}`, 422, []string{"run_in_ms"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := problemOf(t, e.do("POST", "/api/v1/jobs", tc.body), tc.status)
+			got := fields(p)
+			for _, f := range tc.fields {
+				if !slices.Contains(got, f) {
+					t.Errorf("errors %v do not name %q (%s)", got, f, p.Detail)
+				}
+			}
+			if tc.status == 422 && len(got) != len(tc.fields) {
+				t.Errorf("errors %v, want %v", got, tc.fields)
+			}
+		})
+	}
+	t.Run("content type", func(t *testing.T) {
+		problemOf(t, e.do("POST", "/api/v1/jobs", `{"kind":"noop"}`, "Content-Type", "text/plain"), 415)
+		problemOf(t, e.do("POST", "/api/v1/jobs", ""), 415)
+		r := e.do("POST", "/api/v1/jobs", `{"kind":"noop"}`, "Content-Type", "application/json; charset=utf-8")
+		if r.status != 201 {
+			t.Errorf("charset parameter refused: %d %s", r.status, r.body)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		big := `{"kind":"noop","args":{"x":"` + strings.Repeat("a", 5000) + `"}}`
+		problemOf(t, e.do("POST", "/api/v1/jobs", big), 413)
+	})
+}
+
+func TestBadJobIDs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, id := range []string{"abc", "0", "-1", "+1", "1.5", "99999999999999999999999", "0x10"} {
+		for _, rt := range [][2]string{{"GET", ""}, {"DELETE", ""}, {"POST", "/retry"}, {"POST", "/cancel"}} {
+			p := problemOf(t, e.do(rt[0], "/api/v1/jobs/"+id+rt[1], ""), 400)
+			if f := fields(p); len(f) != 1 || f[0] != "id" {
+				t.Errorf("%s %s: errors %v, want id", rt[0], id, f)
+			}
+		}
+	}
+	for _, rt := range [][2]string{{"GET", ""}, {"DELETE", ""}, {"POST", "/retry"}, {"POST", "/cancel"}} {
+		problemOf(t, e.do(rt[0], "/api/v1/jobs/424242"+rt[1], ""), 404)
+	}
+}
+
+func TestListJobs(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var ids []int64
+	for i := range 5 {
+		q := "alpha"
+		if i%2 == 1 {
+			q = "beta"
+		}
+		r := e.do("POST", "/api/v1/jobs", `{"kind":"noop","queue":"`+q+`"}`)
+		ids = append(ids, decodeJob(t, r).ID)
+	}
+	list := func(query string) ([]int64, any) {
+		t.Helper()
+		r := e.do("GET", "/api/v1/jobs"+query, "")
+		if r.status != 200 {
+			t.Fatalf("list %s: %d %s", query, r.status, r.body)
+		}
+		m := r.json(t)
+		var got []int64
+		for _, j := range m["jobs"].([]any) {
+			got = append(got, int64(j.(map[string]any)["id"].(float64)))
+		}
+		return got, m["next"]
+	}
+	got, next := list("")
+	if !slices.Equal(got, []int64{ids[4], ids[3], ids[2], ids[1], ids[0]}) || next != nil {
+		t.Errorf("all: %v next %v", got, next)
+	}
+	got, _ = list("?queue=beta")
+	if !slices.Equal(got, []int64{ids[3], ids[1]}) {
+		t.Errorf("queue=beta: %v", got)
+	}
+	got, _ = list("?queue=alpha,beta&kind=noop&state=available&state=completed,scheduled")
+	if len(got) != 5 {
+		t.Errorf("comma and repeat: %v", got)
+	}
+	got, _ = list("?state=failed")
+	if len(got) != 0 {
+		t.Errorf("state=failed: %v", got)
+	}
+	// Pages of two walk every job once.
+	var all []int64
+	cursor := ""
+	for range 10 {
+		page, next := list("?limit=2" + cursor)
+		all = append(all, page...)
+		if next == nil {
+			break
+		}
+		cursor = "&after=" + next.(string)
+	}
+	if len(all) != 5 || all[0] != ids[4] || all[4] != ids[0] {
+		t.Errorf("paged: %v", all)
+	}
+	for query, param := range map[string]string{
+		"?state=bogus": "state", "?limit=0": "limit", "?limit=abc": "limit", "?limit=1001": "limit",
+		"?limit=1&limit=2": "limit", "?after=x": "after", "?after=-3": "after", "?colour=red": "colour",
+		"?kind=a%20b": "kind", "?queue=%00": "queue",
+	} {
+		p := problemOf(t, e.do("GET", "/api/v1/jobs"+query, ""), 400)
+		if f := fields(p); len(f) != 1 || f[0] != param {
+			t.Errorf("%s: errors %v, want %s", query, f, param)
+		}
+	}
+	problemOf(t, e.do("GET", "/api/v1/jobs?state=%zz", ""), 400)
+}
+
+func TestRetryCancelDelete(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	j := decodeJob(t, e.do("POST", "/api/v1/jobs", `{"kind":"block"}`))
+	id := strconv.FormatInt(j.ID, 10)
+	e.waitState(id, queue.StateRunning)
+
+	problemOf(t, e.do("DELETE", "/api/v1/jobs/"+id, ""), 409)
+	problemOf(t, e.do("POST", "/api/v1/jobs/"+id+"/retry", ""), 409)
+
+	r := e.do("POST", "/api/v1/jobs/"+id+"/cancel", "")
+	if r.status != 200 {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	// The running handler's context is cancelled, so the job ends.
+	e.waitState(id, queue.StateCancelled)
+	// Cancelling a finished job returns it unchanged.
+	if r := e.do("POST", "/api/v1/jobs/"+id+"/cancel", ""); r.status != 200 || decodeJob(t, r).State != queue.StateCancelled {
+		t.Errorf("cancel again: %d %s", r.status, r.body)
+	}
+
+	r = e.do("POST", "/api/v1/jobs/"+id+"/retry", "")
+	if r.status != 200 {
+		t.Fatalf("retry: %d %s", r.status, r.body)
+	}
+	e.waitState(id, queue.StateRunning)
+	e.releaseJobs()
+	e.waitState(id, queue.StateCompleted)
+
+	r = e.do("DELETE", "/api/v1/jobs/"+id, "")
+	if r.status != 200 || decodeJob(t, r).ID != j.ID {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	problemOf(t, e.do("GET", "/api/v1/jobs/"+id, ""), 404)
+	problemOf(t, e.do("DELETE", "/api/v1/jobs/"+id, ""), 404)
+}
+
+func TestQueuesAndKinds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("POST", "/api/v1/queues/default/pause", "")
+	if r.status != 200 || r.json(t)["paused"] != true {
+		t.Fatalf("pause: %d %s", r.status, r.body)
+	}
+	j := decodeJob(t, e.do("POST", "/api/v1/jobs", `{"kind":"noop"}`))
+
+	r = e.do("GET", "/api/v1/queues", "")
+	if r.status != 200 {
+		t.Fatalf("queues: %d %s", r.status, r.body)
+	}
+	qs := r.json(t)["queues"].([]any)
+	var def map[string]any
+	for _, q := range qs {
+		if q := q.(map[string]any); q["name"] == "default" {
+			def = q
+		}
+	}
+	if def == nil || def["paused"] != true || def["oldest_available"] == nil {
+		t.Fatalf("default queue: %v", qs)
+	}
+	counts := def["counts"].(map[string]any)
+	if len(counts) != len(queue.AllStates) || counts["available"] != 1.0 {
+		t.Errorf("counts: %v", counts)
+	}
+
+	if r := e.do("POST", "/api/v1/queues/default/resume", ""); r.status != 200 || r.json(t)["paused"] != false {
+		t.Fatalf("resume: %d %s", r.status, r.body)
+	}
+	e.waitState(strconv.FormatInt(j.ID, 10), queue.StateCompleted)
+	p := problemOf(t, e.do("POST", "/api/v1/queues/a%20b/pause", ""), 400)
+	if f := fields(p); len(f) != 1 || f[0] != "name" {
+		t.Errorf("bad queue name: errors %v", f)
+	}
+
+	r = e.do("GET", "/api/v1/kinds", "")
+	if r.status != 200 || string(r.body) != `{"kinds":["block","noop"]}`+"\n" {
+		t.Errorf("kinds: %d %s", r.status, r.body)
+	}
+}

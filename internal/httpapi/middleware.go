@@ -1,0 +1,193 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+)
+
+type ctxKey int
+
+const (
+	keyRequestID ctxKey = iota
+	keyLogger
+	keyRoute
+)
+
+// RequestIDHeader carries the request id in both directions.
+const RequestIDHeader = "X-Request-ID"
+
+// maxRequestID is the longest incoming request id kept.
+const maxRequestID = 128
+
+// RequestID returns the id of the request ctx belongs to, or "".
+func RequestID(ctx context.Context) string {
+	s, _ := ctx.Value(keyRequestID).(string)
+	return s
+}
+
+// Logger returns the request's logger (with its request id), or a logger
+// that discards.
+func Logger(ctx context.Context) *slog.Logger {
+	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
+		return l
+	}
+	return discardLogger
+}
+
+// validRequestID accepts 1-128 printable ASCII characters: anything else
+// could forge log lines or bloat them.
+func validRequestID(s string) bool {
+	if s == "" || len(s) > maxRequestID {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// route records the pattern that matched, for the access log: the
+// middleware runs before the mux, and requests are copied on the way in.
+type route struct{ pattern string }
+
+// withRequest gives each request an id (a sane incoming X-Request-ID, else
+// a new one), echoes it, and puts it in the request's logger.
+func withRequest(log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(RequestIDHeader)
+		if !validRequestID(id) {
+			id = newRequestID()
+		}
+		w.Header().Set(RequestIDHeader, id)
+		ctx := context.WithValue(r.Context(), keyRequestID, id)
+		ctx = context.WithValue(ctx, keyLogger, log.With("request_id", id))
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// statusWriter remembers the status written.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wrote {
+		w.status, w.wrote = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.status, w.wrote = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// withAccessLog logs one line per request with the route pattern (never
+// the raw path, which may hold ids or secrets), the status and the
+// duration. It also recovers panics into a 500 problem.
+func withAccessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rt := &route{pattern: "unmatched"}
+		r = r.WithContext(context.WithValue(r.Context(), keyRoute, rt))
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				Logger(r.Context()).Error("panic serving request", "route", rt.pattern, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if !sw.wrote {
+					WriteError(sw, r, &Error{Code: CodeInternal, Err: fmt.Errorf("panic: %v", v)})
+				}
+			}
+			Logger(r.Context()).Info("request",
+				"method", r.Method, "route", rt.pattern, "status", sw.status,
+				"duration", time.Since(start).String())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// withBodyLimit caps request bodies at limit bytes; reading past it fails
+// with *http.MaxBytesError, which readBody reports as 413.
+func withBodyLimit(limit int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > limit {
+			WriteError(w, r, Errorf(CodeTooLarge, "the request body is %d bytes; the limit is %d", r.ContentLength, limit))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// setRoute records the matched pattern for the access log.
+func setRoute(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rt, ok := r.Context().Value(keyRoute).(*route); ok {
+			rt.pattern = r.Pattern
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// bufferedWriter collects the mux's own 404 and 405 replies so that they
+// can be rewritten as problems.
+type bufferedWriter struct {
+	h      http.Header
+	status int
+}
+
+func (b *bufferedWriter) Header() http.Header         { return b.h }
+func (b *bufferedWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+// problemMux serves mux, turning the replies the mux makes itself for
+// unknown paths (404) and wrong methods (405, with Allow) into problems.
+// Redirects the mux makes (path cleaning) pass through.
+func problemMux(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		b := &bufferedWriter{h: http.Header{}}
+		h.ServeHTTP(b, r)
+		switch b.status {
+		case http.StatusNotFound:
+			WriteError(w, r, Errorf(CodeNotFound, "no route for %s %s", r.Method, r.URL.Path))
+		case http.StatusMethodNotAllowed:
+			w.Header().Set("Allow", b.h.Get("Allow"))
+			WriteError(w, r, Errorf(CodeMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, b.h.Get("Allow")))
+		default:
+			mux.ServeHTTP(w, r)
+		}
+	})
+}

@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestUnknownRouteAndWrongMethod(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, path := range []string{"/", "/api/v1/nope", "/api/v2/jobs", "/api/v1/jobs/1/explode"} {
+		p := problemOf(t, e.do("GET", path, ""), 404)
+		if p.Code != CodeNotFound {
+			t.Errorf("%s: code %s", path, p.Code)
+		}
+	}
+	for _, tc := range []struct{ method, path, allow string }{
+		{"PUT", "/api/v1/jobs", "GET, HEAD, POST"},
+		{"PATCH", "/api/v1/jobs/1", "DELETE, GET, HEAD"},
+		{"GET", "/api/v1/jobs/1/retry", "POST"},
+		{"DELETE", "/api/v1/queues", "GET, HEAD"},
+	} {
+		r := e.do(tc.method, tc.path, "")
+		p := problemOf(t, r, 405)
+		if got := r.header.Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+		if p.Code != CodeMethodNotAllowed || !strings.Contains(p.Detail, tc.method) {
+			t.Errorf("%s %s: %+v", tc.method, tc.path, p)
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("GET", "/api/v1/kinds", "", RequestIDHeader, "abc-123")
+	if got := r.header.Get(RequestIDHeader); got != "abc-123" {
+		t.Errorf("incoming id not echoed: %q", got)
+	}
+	gen := e.do("GET", "/api/v1/kinds", "").header.Get(RequestIDHeader)
+	if len(gen) != 24 {
+		t.Errorf("generated id %q", gen)
+	}
+	for _, bad := range []string{strings.Repeat("x", 129), "has space", "tab\there", "ünïcode"} {
+		got := e.do("GET", "/api/v1/kinds", "", RequestIDHeader, bad).header.Get(RequestIDHeader)
+		if got == bad || len(got) != 24 {
+			t.Errorf("bad incoming id %q kept or not replaced: %q", bad, got)
+		}
+	}
+	if got := e.do("GET", "/api/v1/kinds", "", RequestIDHeader, strings.Repeat("y", 128)).header.Get(RequestIDHeader); got != strings.Repeat("y", 128) {
+		t.Errorf("128-character id replaced: %q", got)
+	}
+	// The access log names the route pattern, never the raw path, and
+	// carries the request id.
+	e.do("GET", "/api/v1/jobs/77", "", RequestIDHeader, "trace-me")
+	var found bool
+	for line := range strings.SplitSeq(e.logs.String(), "\n") {
+		if !strings.Contains(line, `"request_id":"trace-me"`) {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m["msg"] != "request" {
+			continue
+		}
+		found = true
+		if m["route"] != "GET /api/v1/jobs/{id}" || m["method"] != "GET" || m["status"] != 404.0 || m["duration"] == "" {
+			t.Errorf("access log line: %s", line)
+		}
+		if strings.Contains(line, "/77") {
+			t.Errorf("access log has the raw path: %s", line)
+		}
+	}
+	if !found {
+		t.Errorf("no access log line for the request:\n%s", e.logs)
+	}
+}
+
+func TestPanicIsAProblem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(a *API) {
+		a.Handle("GET /boom", http.HandlerFunc(func(http.ResponseWriter, *http.Request) {
+			panic("secret database password is hunter2")
+		}))
+	})
+	r := e.do("GET", "/boom", "", RequestIDHeader, "panic-1")
+	p := problemOf(t, r, 500)
+	if strings.Contains(string(r.body), "hunter2") || strings.Contains(string(r.body), "goroutine") {
+		t.Errorf("500 leaks internals: %s", r.body)
+	}
+	if p.Code != CodeInternal || p.RequestID != "panic-1" {
+		t.Errorf("problem: %+v", p)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "hunter2") || !strings.Contains(logs, "router_test.go") || !strings.Contains(logs, `"request_id":"panic-1"`) {
+		t.Errorf("panic not logged with its stack and request id:\n%s", logs)
+	}
+	// The server survives.
+	if r := e.do("GET", "/api/v1/kinds", ""); r.status != 200 {
+		t.Errorf("after panic: %d", r.status)
+	}
+}
+
+func TestDefaultBodyLimit(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, make(chan struct{}))
+	a, err := New(Config{Jobs: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, a)
+	big := `{"kind":"noop","args":{"x":"` + strings.Repeat("a", DefaultBodyLimit) + `"}}`
+	resp, err := http.Post(srv+"/api/v1/jobs", "application/json", strings.NewReader(big))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 413 || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("1 MiB+ body: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// A chunked body (no Content-Length) is cut off while reading.
+	pr, pw := io.Pipe()
+	go func() {
+		_, _ = pw.Write([]byte(big))
+		pw.Close()
+	}()
+	resp2, err := http.Post(srv+"/api/v1/jobs", "application/json", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	if resp2.StatusCode != 413 {
+		t.Errorf("chunked 1 MiB+ body: %d", resp2.StatusCode)
+	}
+}
+
+// newServer serves h with NewServer and Serve on a loopback port and
+// returns its URL.
+func newServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, NewServer(h, nil), ln, 5*time.Second) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
+}
+
+func TestServerTimeoutsAndGracefulShutdown(t *testing.T) {
+	t.Parallel()
+	srv := NewServer(http.NotFoundHandler(), nil)
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 {
+		t.Fatalf("server without limits: %+v", srv)
+	}
+	started := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(started)
+		time.Sleep(200 * time.Millisecond)
+		_, _ = io.WriteString(w, "finished")
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, NewServer(h, nil), ln, 5*time.Second) }()
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + ln.Addr().String())
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		got <- result{string(b), err}
+	}()
+	<-started
+	cancel()
+	if r := <-got; r.err != nil || r.body != "finished" {
+		t.Errorf("in-flight request: %q %v", r.body, r.err)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("serve: %v", err)
+	}
+	if _, err := http.Get("http://" + ln.Addr().String()); err == nil {
+		t.Error("server still accepts after shutdown")
+	}
+}
+
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.do("GET", "/api/v1/openapi.json", "")
+	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
+		t.Fatalf("openapi: %d %s", r.status, r.header.Get("Content-Type"))
+	}
+	var doc struct {
+		OpenAPI    string                                `json:"openapi"`
+		Paths      map[string]map[string]json.RawMessage `json:"paths"`
+		Components struct {
+			Schemas map[string]json.RawMessage `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(doc.OpenAPI, "3.1.") {
+		t.Errorf("openapi %q, want 3.1.x", doc.OpenAPI)
+	}
+	if _, ok := doc.Components.Schemas["Problem"]; !ok {
+		t.Error("no Problem schema")
+	}
+	var documented []string
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			documented = append(documented, strings.ToUpper(method)+" "+path)
+			var o struct {
+				Responses map[string]json.RawMessage `json:"responses"`
+			}
+			if err := json.Unmarshal(op, &o); err != nil || len(o.Responses) == 0 {
+				t.Errorf("%s %s has no responses", method, path)
+			}
+			// Every path parameter is declared.
+			for _, seg := range strings.Split(path, "/") {
+				if strings.HasPrefix(seg, "{") && !strings.Contains(string(op), `"name": "`+strings.Trim(seg, "{}")+`"`) &&
+					!strings.Contains(string(op), `"name":"`+strings.Trim(seg, "{}")+`"`) {
+					t.Errorf("%s %s does not declare parameter %s", method, path, seg)
+				}
+			}
+		}
+	}
+	var registered []string
+	for _, p := range e.api.Patterns() {
+		if _, path, _ := strings.Cut(p, " "); strings.HasPrefix(path, Prefix+"/") {
+			registered = append(registered, p)
+		}
+	}
+	slices.Sort(documented)
+	slices.Sort(registered)
+	for _, p := range registered {
+		if !slices.Contains(documented, p) {
+			t.Errorf("route %s is not in the OpenAPI document", p)
+		}
+	}
+	for _, p := range documented {
+		if !slices.Contains(registered, p) {
+			t.Errorf("the OpenAPI document has %s, which is not a route", p)
+		}
+	}
+	if len(registered) != 11 {
+		t.Errorf("%d routes registered: %v", len(registered), registered)
+	}
+}
