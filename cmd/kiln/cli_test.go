@@ -295,6 +295,35 @@ func TestServe(t *testing.T) {
 		}
 	}
 
+	// serve mounts the API: a job inserted over HTTP is worked, and
+	// errors are problems.
+	resp, err := client.Post("http://"+m[1]+"/api/v1/jobs", "application/json", strings.NewReader(`{"kind":"noop"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := resp.Header.Get("Location")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(loc, "/api/v1/jobs/") {
+		t.Fatalf("POST /api/v1/jobs: %d, Location %q", resp.StatusCode, loc)
+	}
+	waitFor(t, 30*time.Second, func() string { return "the API's job to complete\n" + s.stderr.String() }, func() (bool, error) {
+		resp, err := client.Get("http://" + m[1] + loc)
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `"state":"completed"`), err
+	})
+	resp, err = client.Get("http://" + m[1] + "/api/v1/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("unknown route: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+
 	// serve works jobs too.
 	c := openDB(t, db)
 	r, err := c.Insert(ctx, queue.InsertParams{Kind: "noop"})

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/jobkinds"
 	"github.com/kilnhq/kiln/queue"
 )
@@ -201,14 +202,18 @@ func newServeCmd(g *globals) *cobra.Command {
 	return cmd
 }
 
-// serveHTTP serves the health endpoints on ln until ctx is done.
+// serveHTTP serves the health endpoints and the API (under /api/v1) on ln
+// until ctx is done, then lets in-flight requests finish.
 func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.Logger, g *globals) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	api, err := httpapi.New(httpapi.Config{Jobs: c, Logger: log})
+	if err != nil {
+		return err
+	}
+	api.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ok"}`)
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	api.Handle("GET /readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
@@ -226,25 +231,13 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.
 		default:
 			fmt.Fprintln(w, `{"status":"ready"}`)
 		}
-	})
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-	}
+	}))
+	srv := httpapi.NewServer(api, log)
 	fmt.Fprintf(g.stdout, "kiln listening on http://%s (database: %s)\n", displayAddr(ln.Addr()), c.Driver().Name()+" "+dbPath(c))
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
+	if err := httpapi.Serve(ctx, srv, ln, 10*time.Second); err != nil {
+		if ctx.Err() == nil {
+			return err
+		}
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
