@@ -177,6 +177,7 @@ func newWorkerCmd(g *globals) *cobra.Command {
 func newServeCmd(g *globals) *cobra.Command {
 	f := &engineFlags{}
 	var addr string
+	var unauthenticatedAPI bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve HTTP and work jobs",
@@ -193,18 +194,26 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			defer ln.Close()
 			return runEngine(cmd.Context(), g, f, func(ctx context.Context, c *queue.Client, log *slog.Logger) error {
-				return serveHTTP(ctx, ln, c, log, g)
+				if unauthenticatedAPI {
+					log.Warn("the API has no authentication yet and --unauthenticated-api serves it to every host that can reach " + addr)
+				}
+				return serveHTTP(ctx, ln, c, log, g, unauthenticatedAPI)
 			})
 		},
 	}
 	f.register(cmd)
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve HTTP on")
+	cmd.Flags().BoolVar(&unauthenticatedAPI, "unauthenticated-api", false, "serve the API (which has no tokens yet) to other hosts, not only to this machine")
 	return cmd
 }
 
 // serveHTTP serves the health endpoints and the API (under /api/v1) on ln
 // until ctx is done, then lets in-flight requests finish.
-func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.Logger, g *globals) error {
+//
+// Until the API has tokens, /api/ answers only requests from this machine
+// (a loopback peer) unless unauthenticatedAPI is set: anyone who can reach
+// the port could otherwise cancel, delete and pause jobs.
+func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.Logger, g *globals, unauthenticatedAPI bool) error {
 	api, err := httpapi.New(httpapi.Config{Jobs: c, Logger: log})
 	if err != nil {
 		return err
@@ -232,7 +241,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.
 			fmt.Fprintln(w, `{"status":"ready"}`)
 		}
 	}))
-	srv := httpapi.NewServer(api, log)
+	var h http.Handler = api
+	if !unauthenticatedAPI {
+		h = localAPIOnly(api)
+	}
+	srv := httpapi.NewServer(h, log)
 	fmt.Fprintf(g.stdout, "kiln listening on http://%s (database: %s)\n", displayAddr(ln.Addr()), c.Driver().Name()+" "+dbPath(c))
 	if err := httpapi.Serve(ctx, srv, ln, 10*time.Second); err != nil {
 		if ctx.Err() == nil {
@@ -265,4 +278,26 @@ func displayAddr(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// localAPIOnly refuses /api/ requests whose peer is not a loopback address
+// with a 403 problem; health checks stay open to every peer.
+func localAPIOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/api/") && !loopbackPeer(r.RemoteAddr) {
+			httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeForbidden,
+				"the API has no authentication yet, so it answers only requests from this machine; start kiln serve with --unauthenticated-api to serve other hosts"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func loopbackPeer(remoteAddr string) bool {
+	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -26,6 +26,7 @@ const (
 	CodeUnsupportedMedia Code = "unsupported_media"  // body is not application/json: 415
 	CodeUnavailable      Code = "unavailable"        // shutting down or overloaded: 503
 	CodeInternal         Code = "internal"           // a bug or an unexpected failure: 500
+	CodeForbidden        Code = "forbidden"          // the caller may not do this: 403
 )
 
 // codeStatus is the one table from error codes to HTTP status.
@@ -39,6 +40,7 @@ var codeStatus = map[Code]int{
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeForbidden:        http.StatusForbidden,
 }
 
 // sentinels maps engine errors to codes; the first match wins.
