@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/claim"
 	"github.com/kilnhq/kiln/queue/internal/stats"
 )
 
@@ -206,16 +206,7 @@ func (d *Driver) Claim(ctx context.Context, p queue.ClaimParams) ([]*queue.Job, 
 	if err != nil {
 		return nil, d.explain("claim", err)
 	}
-	sort.Slice(jobs, func(a, b int) bool {
-		x, y := jobs[a], jobs[b]
-		if x.Priority != y.Priority {
-			return x.Priority > y.Priority
-		}
-		if !x.RunAt.Equal(y.RunAt) {
-			return x.RunAt.Before(y.RunAt)
-		}
-		return x.ID < y.ID
-	})
+	claim.Sort(jobs)
 	return jobs, nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/claim"
 	"github.com/kilnhq/kiln/queue/internal/stats"
 )
 
@@ -494,16 +495,7 @@ func (d *Driver) Claim(ctx context.Context, p queue.ClaimParams) ([]*queue.Job, 
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(jobs, func(a, b int) bool {
-		x, y := jobs[a], jobs[b]
-		if x.Priority != y.Priority {
-			return x.Priority > y.Priority
-		}
-		if !x.RunAt.Equal(y.RunAt) {
-			return x.RunAt.Before(y.RunAt)
-		}
-		return x.ID < y.ID
-	})
+	claim.Sort(jobs)
 	return jobs, nil
 }
 
