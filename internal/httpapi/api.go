@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/cpupool"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -42,11 +43,16 @@ type Config struct {
 	Logger *slog.Logger
 	// BodyLimit caps request bodies (default [DefaultBodyLimit]).
 	BodyLimit int64
+	// CPU runs the API's CPU-bound work (GET /api/v1/compute/...); nil
+	// means [cpupool.Default]. Requests beyond its workers and wait queue
+	// are answered 503 at once.
+	CPU *cpupool.Pool
 }
 
 // API is the HTTP API as an http.Handler.
 type API struct {
 	jobs     Jobs
+	cpu      *cpupool.Pool
 	log      *slog.Logger
 	mux      *http.ServeMux
 	patterns []string
@@ -64,7 +70,10 @@ func New(cfg Config) (*API, error) {
 	if cfg.BodyLimit <= 0 {
 		cfg.BodyLimit = DefaultBodyLimit
 	}
-	a := &API{jobs: cfg.Jobs, log: cfg.Logger, mux: http.NewServeMux()}
+	if cfg.CPU == nil {
+		cfg.CPU = cpupool.Default()
+	}
+	a := &API{jobs: cfg.Jobs, cpu: cfg.CPU, log: cfg.Logger, mux: http.NewServeMux()}
 	for _, rt := range a.routes() {
 		a.handle(rt.pattern, rt.handler)
 	}
@@ -92,6 +101,7 @@ func (a *API) routes() []routeDef {
 		{"POST " + Prefix + "/queues/{name}/pause", a.pauseQueue},
 		{"POST " + Prefix + "/queues/{name}/resume", a.resumeQueue},
 		{"GET " + Prefix + "/kinds", a.listKinds},
+		{"GET " + Prefix + "/compute/fibonacci", a.fibonacci},
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/kilnhq/kiln/queue"
 )
@@ -69,6 +71,10 @@ type Error struct {
 	Message string
 	Fields  []FieldError
 	Err     error
+	// RetryAfter, if positive, is sent as a Retry-After header (in whole
+	// seconds) when the status is 503; it tells a shed client when to
+	// come back. The status still comes from Code alone.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -159,6 +165,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
+	if e.RetryAfter > 0 && status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
+	}
 	w.WriteHeader(status)
 	if err := json.NewEncoder(w).Encode(p); err != nil {
 		Logger(r.Context()).Debug("write problem", "err", err)

@@ -271,7 +271,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("the OpenAPI document has %s, which is not a route", p)
 		}
 	}
-	if len(registered) != 11 {
+	if len(registered) != 12 {
 		t.Errorf("%d routes registered: %v", len(registered), registered)
 	}
 }
