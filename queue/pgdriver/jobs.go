@@ -305,15 +305,7 @@ func (d *Driver) Finish(ctx context.Context, outcomes []queue.Outcome) ([]bool, 
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var i int32
-			if err := rows.Scan(&i); err != nil {
-				return err
-			}
-			applied[i] = true
-		}
-		return rows.Err()
+		return markPositions(rows, applied)
 	}
 	err := d.batched(ctx, ids, run)
 	if err != nil {
@@ -405,15 +397,7 @@ func (d *Driver) ExtendLeases(ctx context.Context, leases []queue.Lease, until t
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var i int32
-			if err := rows.Scan(&i); err != nil {
-				return err
-			}
-			held[i] = true
-		}
-		return rows.Err()
+		return markPositions(rows, held)
 	})
 	if err != nil {
 		return nil, d.explain("extend leases", err)
@@ -707,3 +691,17 @@ func (d *Driver) Resign(ctx context.Context, name, id string) error {
 }
 
 var _ queue.Driver = (*Driver)(nil)
+
+// markPositions sets out[i] for every position i the rows return: the
+// outcomes or leases a batched statement applied.
+func markPositions(rows pgx.Rows, out []bool) error {
+	defer rows.Close()
+	for rows.Next() {
+		var i int32
+		if err := rows.Scan(&i); err != nil {
+			return err
+		}
+		out[i] = true
+	}
+	return rows.Err()
+}
