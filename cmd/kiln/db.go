@@ -11,14 +11,17 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/pgdriver"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
-// store is an opened database: the engine's driver and where it points.
+// store is an opened database: the engine's driver, the application
+// tables beside it, and where it points.
 type store struct {
 	driver  queue.Driver
+	app     *database.DB
 	display string // for messages; never contains a password
 }
 
@@ -65,7 +68,7 @@ func openRaw(ctx context.Context, url string, log *slog.Logger) (*store, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &store{driver: d, display: "sqlite " + d.Path()}, nil
+	return &store{driver: d, app: database.New(d.DB(), d.ReadDB(), database.SQLite), display: "sqlite " + d.Path()}, nil
 }
 
 // sqliteMustExist reports an error when url names an embedded database
@@ -97,7 +100,7 @@ func openPostgres(ctx context.Context, url string, log *slog.Logger) (*store, er
 	if err != nil {
 		return nil, err
 	}
-	return &store{driver: d, display: "postgres " + d.Display()}, nil
+	return &store{driver: d, app: database.New(d.DB(), d.DB(), database.Postgres), display: "postgres " + d.Display()}, nil
 }
 
 func (s *store) prepare(ctx context.Context, migrate bool) error {
@@ -105,6 +108,9 @@ func (s *store) prepare(ctx context.Context, migrate bool) error {
 	defer cancel()
 	if migrate {
 		if err := s.driver.Migrate(ctx); err != nil {
+			return fmt.Errorf("migrate %s: %w", s.display, err)
+		}
+		if err := s.app.Migrate(ctx); err != nil {
 			return fmt.Errorf("migrate %s: %w", s.display, err)
 		}
 		return nil
@@ -118,6 +124,12 @@ func (s *store) prepare(ctx context.Context, migrate bool) error {
 		return fmt.Errorf("%s has schema version %d, newer than this kiln's %d: %w", s.display, cur, latest, queue.ErrSchemaTooNew)
 	case cur < latest:
 		return fmt.Errorf("%s has schema version %d, this kiln needs %d: run 'kiln migrate' first", s.display, cur, latest)
+	}
+	if err := s.app.Check(ctx); err != nil {
+		if errors.Is(err, database.ErrSchemaBehind) {
+			return fmt.Errorf("%s: %w", s.display, err)
+		}
+		return fmt.Errorf("check %s: %w", s.display, err)
 	}
 	return nil
 }

@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/kilnhq/kiln/internal/cpupool"
@@ -47,6 +50,15 @@ type Config struct {
 	// means [cpupool.Default]. Requests beyond its workers and wait queue
 	// are answered 503 at once.
 	CPU *cpupool.Pool
+	// Auth checks the bearer token of every route but the public ones;
+	// nil serves every route without authentication (for embedding and
+	// tests; kiln serve always sets it).
+	Auth Authenticator
+	// Idempotency, if set, wraps every POST route after authentication
+	// (Idempotency-Key handling).
+	Idempotency func(http.Handler) http.Handler
+	// Modules are the feature modules served besides jobs and queues.
+	Modules []Module
 }
 
 // API is the HTTP API as an http.Handler.
@@ -54,9 +66,12 @@ type API struct {
 	jobs     Jobs
 	cpu      *cpupool.Pool
 	log      *slog.Logger
+	auth     Authenticator
+	idem     func(http.Handler) http.Handler
 	mux      *http.ServeMux
 	patterns []string
 	handler  http.Handler
+	doc      []byte
 }
 
 // New returns the API with every route of [API.routes] registered.
@@ -73,36 +88,71 @@ func New(cfg Config) (*API, error) {
 	if cfg.CPU == nil {
 		cfg.CPU = cpupool.Default()
 	}
-	a := &API{jobs: cfg.Jobs, cpu: cfg.CPU, log: cfg.Logger, mux: http.NewServeMux()}
-	for _, rt := range a.routes() {
-		a.handle(rt.pattern, rt.handler)
+	a := &API{jobs: cfg.Jobs, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux()}
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(openAPIDoc))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("httpapi: decode OpenAPI document: %w", err)
 	}
+	routes := a.routes()
+	for _, m := range cfg.Modules {
+		routes = append(routes, m.Routes()...)
+		if err := mergeOpenAPI(doc, m.OpenAPI()); err != nil {
+			return nil, fmt.Errorf("httpapi: %w", err)
+		}
+	}
+	for _, rt := range routes {
+		if err := a.route(rt); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: encode OpenAPI document: %w", err)
+	}
+	a.doc = append(b, '\n')
 	a.handler = withRequest(a.log, withAccessLog(withBodyLimit(cfg.BodyLimit, problemMux(a.mux))))
 	return a, nil
 }
 
-type routeDef struct {
-	pattern string
-	handler http.HandlerFunc
+// routes is the list of the API's own routes (jobs, queues, kinds,
+// compute); modules add theirs. The OpenAPI document must describe
+// exactly the registered routes (see TestOpenAPIMatchesRoutes).
+func (a *API) routes() []Route {
+	return []Route{
+		{Pattern: "GET " + Prefix + "/openapi.json", Handler: a.openAPI},
+		{Pattern: "POST " + Prefix + "/jobs", Handler: a.createJob},
+		{Pattern: "GET " + Prefix + "/jobs", Handler: a.listJobs},
+		{Pattern: "GET " + Prefix + "/jobs/{id}", Handler: a.getJob},
+		{Pattern: "DELETE " + Prefix + "/jobs/{id}", Handler: a.deleteJob},
+		{Pattern: "POST " + Prefix + "/jobs/{id}/retry", Handler: a.retryJob},
+		{Pattern: "POST " + Prefix + "/jobs/{id}/cancel", Handler: a.cancelJob},
+		{Pattern: "GET " + Prefix + "/queues", Handler: a.listQueues},
+		{Pattern: "POST " + Prefix + "/queues/{name}/pause", Handler: a.pauseQueue, Scope: ScopeAdmin},
+		{Pattern: "POST " + Prefix + "/queues/{name}/resume", Handler: a.resumeQueue, Scope: ScopeAdmin},
+		{Pattern: "GET " + Prefix + "/kinds", Handler: a.listKinds},
+		{Pattern: "GET " + Prefix + "/compute/fibonacci", Handler: a.fibonacci},
+	}
 }
 
-// routes is the one list of API routes. The OpenAPI document must
-// describe exactly these (see TestOpenAPIMatchesRoutes).
-func (a *API) routes() []routeDef {
-	return []routeDef{
-		{"GET " + Prefix + "/openapi.json", a.openAPI},
-		{"POST " + Prefix + "/jobs", a.createJob},
-		{"GET " + Prefix + "/jobs", a.listJobs},
-		{"GET " + Prefix + "/jobs/{id}", a.getJob},
-		{"DELETE " + Prefix + "/jobs/{id}", a.deleteJob},
-		{"POST " + Prefix + "/jobs/{id}/retry", a.retryJob},
-		{"POST " + Prefix + "/jobs/{id}/cancel", a.cancelJob},
-		{"GET " + Prefix + "/queues", a.listQueues},
-		{"POST " + Prefix + "/queues/{name}/pause", a.pauseQueue},
-		{"POST " + Prefix + "/queues/{name}/resume", a.resumeQueue},
-		{"GET " + Prefix + "/kinds", a.listKinds},
-		{"GET " + Prefix + "/compute/fibonacci", a.fibonacci},
+// route registers rt behind authentication for its scope and, for POST,
+// idempotency.
+func (a *API) route(rt Route) error {
+	method, path, ok := strings.Cut(rt.Pattern, " ")
+	if !ok || !strings.HasPrefix(path, Prefix+"/") {
+		return fmt.Errorf("httpapi: route %q must be \"METHOD %s/...\"", rt.Pattern, Prefix)
 	}
+	scope := rt.Scope
+	if scope == ScopePublic {
+		scope = DefaultScope(method)
+	}
+	var h http.Handler = rt.Handler
+	if method == http.MethodPost && a.idem != nil {
+		h = a.idem(h)
+	}
+	a.handle(rt.Pattern, withAuth(a.auth, scope, h))
+	return nil
 }
 
 func (a *API) handle(pattern string, h http.Handler) {
@@ -110,10 +160,13 @@ func (a *API) handle(pattern string, h http.Handler) {
 	a.patterns = append(a.patterns, pattern)
 }
 
-// Handle registers a route outside the API's versioned surface (health
-// checks) so that it shares the middleware: request ids, access log,
-// panic recovery and problem+json errors.
+// Handle registers a public route outside the API's versioned surface
+// (health checks) so that it shares the middleware: request ids, access
+// log, panic recovery and problem+json errors. It needs no token.
 func (a *API) Handle(pattern string, h http.Handler) { a.handle(pattern, h) }
+
+// Doc returns the OpenAPI document of every registered route.
+func (a *API) Doc() []byte { return a.doc }
 
 // Patterns returns every registered pattern, in registration order.
 func (a *API) Patterns() []string { return append([]string(nil), a.patterns...) }

@@ -32,16 +32,16 @@ func parseFibN(q url.Values) (int, error) {
 	vs, ok := q["n"]
 	switch {
 	case !ok:
-		return 0, paramErr("n", "is required")
+		return 0, ParamError("n", "is required")
 	case len(vs) != 1:
-		return 0, paramErr("n", "must be given once")
+		return 0, ParamError("n", "must be given once")
 	}
 	n, err := strconv.Atoi(vs[0])
 	if err != nil {
-		return 0, paramErr("n", "must be an integer from 0 to %d", maxFibN)
+		return 0, ParamError("n", "must be an integer from 0 to %d", maxFibN)
 	}
 	if n < 0 || n > maxFibN {
-		return 0, paramErr("n", "must be from 0 to %d; %d is out of range", maxFibN, n)
+		return 0, ParamError("n", "must be from 0 to %d; %d is out of range", maxFibN, n)
 	}
 	return n, nil
 }
@@ -86,7 +86,7 @@ func (a *API) fibonacci(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, computeErr(err))
 		return
 	}
-	writeJSON(w, r, http.StatusOK, map[string]any{
+	WriteJSON(w, r, http.StatusOK, map[string]any{
 		"n":     n,
 		"value": strconv.FormatUint(v, 10),
 		"ms":    float64(time.Since(start).Microseconds()) / 1000,

@@ -87,3 +87,14 @@ func jsonType(kind string) string {
 	}
 	return "a different type"
 }
+
+// DecodeJSON reads r's body as application/json within the body limit and
+// decodes it strictly into dst. Its errors are 415, 413 or 400 problems
+// that name the bad field.
+func DecodeJSON(r *http.Request, dst any) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(body, dst)
+}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kilnhq/kiln/queue"
@@ -29,6 +30,8 @@ const (
 	CodeUnavailable      Code = "unavailable"        // shutting down or overloaded: 503
 	CodeInternal         Code = "internal"           // a bug or an unexpected failure: 500
 	CodeForbidden        Code = "forbidden"          // the caller may not do this: 403
+	CodeUnauthorized     Code = "unauthorized"       // no valid API token: 401
+	CodeUnprocessable    Code = "unprocessable"      // a request that cannot be processed as sent (an Idempotency-Key reused with another body): 422
 )
 
 // codeStatus is the one table from error codes to HTTP status.
@@ -43,6 +46,8 @@ var codeStatus = map[Code]int{
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
 	CodeForbidden:        http.StatusForbidden,
+	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeUnprocessable:    http.StatusUnprocessableEntity,
 }
 
 // sentinels maps engine errors to codes; the first match wins.
@@ -99,8 +104,8 @@ func Errorf(code Code, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// paramErr is a 400 naming a path or query parameter.
-func paramErr(param, format string, args ...any) *Error {
+// ParamError is a 400 naming a path or query parameter.
+func ParamError(param, format string, args ...any) *Error {
 	msg := fmt.Sprintf(format, args...)
 	return &Error{Code: CodeInvalid, Message: fmt.Sprintf("parameter %q: %s", param, msg), Fields: []FieldError{{param, msg}}}
 }
@@ -165,6 +170,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", `Bearer realm="kiln"`)
+	}
 	if e.RetryAfter > 0 && status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", strconv.Itoa(int((e.RetryAfter+time.Second-1)/time.Second)))
 	}
@@ -174,8 +182,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
-// writeJSON writes v as application/json with status.
-func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+// WriteJSON writes v as application/json with status.
+func WriteJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		WriteError(w, r, fmt.Errorf("encode response: %w", err))
@@ -191,3 +199,17 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 
 // discardLogger is used when a request carries no logger.
 var discardLogger = slog.New(slog.DiscardHandler)
+
+// Invalid returns a 422 validation error naming each bad field. It
+// returns nil when fields is empty, so a handler can collect problems and
+// call it once.
+func Invalid(fields []FieldError) error {
+	if len(fields) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(fields))
+	for i, f := range fields {
+		msgs[i] = fmt.Sprintf("%s: %s", f.Field, f.Message)
+	}
+	return &Error{Code: CodeValidation, Message: "invalid fields: " + strings.Join(msgs, "; "), Fields: fields}
+}

@@ -239,11 +239,11 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 	out := toJob(res.Job)
 	if res.Duplicate {
 		out.Duplicate = true
-		writeJSON(w, r, http.StatusOK, out)
+		WriteJSON(w, r, http.StatusOK, out)
 		return
 	}
 	w.Header().Set("Location", fmt.Sprintf("%s/jobs/%d", Prefix, res.Job.ID))
-	writeJSON(w, r, http.StatusCreated, out)
+	WriteJSON(w, r, http.StatusCreated, out)
 }
 
 // jobID parses the {id} path parameter: a positive decimal int64.
@@ -251,12 +251,12 @@ func jobID(r *http.Request) (int64, error) {
 	s := r.PathValue("id")
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, paramErr("id", "must be a positive integer")
+			return 0, ParamError("id", "must be a positive integer")
 		}
 	}
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 1 {
-		return 0, paramErr("id", "must be a positive integer below 2^63")
+		return 0, ParamError("id", "must be a positive integer below 2^63")
 	}
 	return id, nil
 }
@@ -288,7 +288,7 @@ func (a *API) jobOp(w http.ResponseWriter, r *http.Request, op func(ctx context.
 		WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, toJob(j))
+	WriteJSON(w, r, http.StatusOK, toJob(j))
 }
 
 // Listing limits.
@@ -316,44 +316,44 @@ func parseList(q url.Values) (queue.ListParams, error) {
 			for _, s := range list {
 				st, err := queue.ParseState(s)
 				if err != nil {
-					return p, paramErr("state", "%v", err)
+					return p, ParamError("state", "%v", err)
 				}
 				p.States = append(p.States, st)
 			}
 		case "kind":
 			for _, s := range list {
 				if !printable(s, queue.MaxKindLength) {
-					return p, paramErr("kind", "must be printable ASCII without spaces")
+					return p, ParamError("kind", "must be printable ASCII without spaces")
 				}
 			}
 			p.Kinds = list
 		case "queue":
 			for _, s := range list {
 				if !printable(s, queue.MaxQueueLength) {
-					return p, paramErr("queue", "must be printable ASCII without spaces")
+					return p, ParamError("queue", "must be printable ASCII without spaces")
 				}
 			}
 			p.Queues = list
 		case "limit":
 			if len(vals) != 1 {
-				return p, paramErr("limit", "must be given once")
+				return p, ParamError("limit", "must be given once")
 			}
 			n, err := strconv.Atoi(vals[0])
 			if err != nil || n < 1 || n > maxListLimit {
-				return p, paramErr("limit", "must be an integer from 1 to %d", maxListLimit)
+				return p, ParamError("limit", "must be an integer from 1 to %d", maxListLimit)
 			}
 			p.Limit = n
 		case "after":
 			if len(vals) != 1 {
-				return p, paramErr("after", "must be given once")
+				return p, ParamError("after", "must be given once")
 			}
 			n, err := strconv.ParseInt(vals[0], 10, 64)
 			if err != nil || n < 1 {
-				return p, paramErr("after", "must be the next cursor of a previous page")
+				return p, ParamError("after", "must be the next cursor of a previous page")
 			}
 			p.AfterID = n
 		default:
-			return p, paramErr(name, "unknown parameter (want state, kind, queue, limit or after)")
+			return p, ParamError(name, "unknown parameter (want state, kind, queue, limit or after)")
 		}
 	}
 	return p, nil
@@ -390,7 +390,7 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request) {
 		next := strconv.FormatInt(jobs[len(jobs)-1].ID, 10)
 		out.Next = &next
 	}
-	writeJSON(w, r, http.StatusOK, out)
+	WriteJSON(w, r, http.StatusOK, out)
 }
 
 // queueResponse describes one queue; counts hold every state.
@@ -415,7 +415,7 @@ func (a *API) listQueues(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, queueResponse{Name: s.Name, Paused: s.Paused, Counts: c, OldestAvailable: s.OldestAvailable})
 	}
-	writeJSON(w, r, http.StatusOK, map[string]any{"queues": out})
+	WriteJSON(w, r, http.StatusOK, map[string]any{"queues": out})
 }
 
 func (a *API) pauseQueue(w http.ResponseWriter, r *http.Request) {
@@ -429,7 +429,7 @@ func (a *API) resumeQueue(w http.ResponseWriter, r *http.Request) {
 func (a *API) setPaused(w http.ResponseWriter, r *http.Request, paused bool) {
 	name := r.PathValue("name")
 	if !printable(name, queue.MaxQueueLength) {
-		WriteError(w, r, paramErr("name", "must be 1-%d printable ASCII characters without spaces", queue.MaxQueueLength))
+		WriteError(w, r, ParamError("name", "must be 1-%d printable ASCII characters without spaces", queue.MaxQueueLength))
 		return
 	}
 	op := a.jobs.Resume
@@ -440,7 +440,7 @@ func (a *API) setPaused(w http.ResponseWriter, r *http.Request, paused bool) {
 		WriteError(w, r, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, map[string]any{"name": name, "paused": paused})
+	WriteJSON(w, r, http.StatusOK, map[string]any{"name": name, "paused": paused})
 }
 
 func (a *API) listKinds(w http.ResponseWriter, r *http.Request) {
@@ -448,5 +448,5 @@ func (a *API) listKinds(w http.ResponseWriter, r *http.Request) {
 	if kinds == nil {
 		kinds = []string{}
 	}
-	writeJSON(w, r, http.StatusOK, map[string]any{"kinds": kinds})
+	WriteJSON(w, r, http.StatusOK, map[string]any{"kinds": kinds})
 }

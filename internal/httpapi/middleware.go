@@ -17,6 +17,7 @@ const (
 	keyRequestID ctxKey = iota
 	keyLogger
 	keyRoute
+	keyPrincipal
 )
 
 // RequestIDHeader carries the request id in both directions.

@@ -2,19 +2,85 @@ package httpapi
 
 import (
 	_ "embed"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 )
 
-// openAPIDoc is the OpenAPI 3.1 document of every route in [API.routes].
-// It is written by hand, and TestOpenAPIMatchesRoutes keeps the two in
-// step.
+// openAPIDoc is the OpenAPI 3.1 document of the routes in [API.routes],
+// written by hand; modules' fragments are merged into it. Tests keep the
+// document and the router in step.
 //
 //go:embed openapi.json
 var openAPIDoc []byte
 
 func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
-	if _, err := w.Write(openAPIDoc); err != nil {
+	if _, err := w.Write(a.doc); err != nil {
 		Logger(r.Context()).Debug("write openapi", "err", err)
 	}
+}
+
+// DocMismatches compares the registered routes under [Prefix] with the
+// OpenAPI document and describes every difference: a route the document
+// lacks, a documented operation that is not a route, an operation without
+// responses or with an undeclared path parameter. Tests call it on the
+// fully assembled API; it returns nil when the two agree.
+func (a *API) DocMismatches() []string {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(a.doc, &doc); err != nil {
+		return []string{"decode document: " + err.Error()}
+	}
+	var out []string
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			documented[strings.ToUpper(method)+" "+path] = true
+			var o struct {
+				Parameters []struct {
+					Name string `json:"name"`
+					In   string `json:"in"`
+				} `json:"parameters"`
+				Responses map[string]json.RawMessage `json:"responses"`
+			}
+			if err := json.Unmarshal(op, &o); err != nil || len(o.Responses) == 0 {
+				out = append(out, fmt.Sprintf("%s %s has no responses", method, path))
+			}
+			for seg := range strings.SplitSeq(path, "/") {
+				name, ok := strings.CutPrefix(seg, "{")
+				if !ok {
+					continue
+				}
+				name = strings.TrimSuffix(name, "}")
+				if !slices.ContainsFunc(o.Parameters, func(p struct {
+					Name string `json:"name"`
+					In   string `json:"in"`
+				}) bool {
+					return p.Name == name && p.In == "path"
+				}) {
+					out = append(out, fmt.Sprintf("%s %s does not declare path parameter %s", method, path, name))
+				}
+			}
+		}
+	}
+	registered := map[string]bool{}
+	for _, p := range a.patterns {
+		if _, path, _ := strings.Cut(p, " "); strings.HasPrefix(path, Prefix+"/") {
+			registered[p] = true
+			if !documented[p] {
+				out = append(out, "route "+p+" is not in the OpenAPI document")
+			}
+		}
+	}
+	for p := range documented {
+		if !registered[p] {
+			out = append(out, "the OpenAPI document has "+p+", which is not a route")
+		}
+	}
+	slices.Sort(out)
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -234,24 +233,8 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	if _, ok := doc.Components.Schemas["Problem"]; !ok {
 		t.Error("no Problem schema")
 	}
-	var documented []string
-	for path, ops := range doc.Paths {
-		for method, op := range ops {
-			documented = append(documented, strings.ToUpper(method)+" "+path)
-			var o struct {
-				Responses map[string]json.RawMessage `json:"responses"`
-			}
-			if err := json.Unmarshal(op, &o); err != nil || len(o.Responses) == 0 {
-				t.Errorf("%s %s has no responses", method, path)
-			}
-			// Every path parameter is declared.
-			for _, seg := range strings.Split(path, "/") {
-				if strings.HasPrefix(seg, "{") && !strings.Contains(string(op), `"name": "`+strings.Trim(seg, "{}")+`"`) &&
-					!strings.Contains(string(op), `"name":"`+strings.Trim(seg, "{}")+`"`) {
-					t.Errorf("%s %s does not declare parameter %s", method, path, seg)
-				}
-			}
-		}
+	for _, m := range e.api.DocMismatches() {
+		t.Error(m)
 	}
 	var registered []string
 	for _, p := range e.api.Patterns() {
@@ -259,19 +242,61 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			registered = append(registered, p)
 		}
 	}
-	slices.Sort(documented)
-	slices.Sort(registered)
-	for _, p := range registered {
-		if !slices.Contains(documented, p) {
-			t.Errorf("route %s is not in the OpenAPI document", p)
-		}
-	}
-	for _, p := range documented {
-		if !slices.Contains(registered, p) {
-			t.Errorf("the OpenAPI document has %s, which is not a route", p)
-		}
-	}
 	if len(registered) != 12 {
 		t.Errorf("%d routes registered: %v", len(registered), registered)
+	}
+}
+
+// fakeModule is a module whose document can disagree with its routes.
+type fakeModule struct {
+	routes []Route
+	doc    string
+}
+
+func (m fakeModule) Routes() []Route { return m.routes }
+func (m fakeModule) OpenAPI() []byte { return []byte(m.doc) }
+
+func TestDocMismatchesFindsDifferences(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, make(chan struct{}))
+	ok := func(http.ResponseWriter, *http.Request) {}
+	for _, tc := range []struct {
+		name string
+		mod  fakeModule
+		want string
+	}{
+		{"undocumented route", fakeModule{[]Route{{Pattern: "GET /api/v1/things", Handler: ok}}, `{"paths":{}}`},
+			"route GET /api/v1/things is not in the OpenAPI document"},
+		{"documented non-route", fakeModule{nil, `{"paths":{"/api/v1/ghost":{"get":{"responses":{"200":{"description":"x"}}}}}}`},
+			"the OpenAPI document has GET /api/v1/ghost, which is not a route"},
+		{"undeclared parameter", fakeModule{[]Route{{Pattern: "GET /api/v1/things/{id}", Handler: ok}},
+			`{"paths":{"/api/v1/things/{id}":{"get":{"responses":{"200":{"description":"x"}}}}}}`},
+			"get /api/v1/things/{id} does not declare path parameter id"},
+		{"no responses", fakeModule{[]Route{{Pattern: "GET /api/v1/things", Handler: ok}},
+			`{"paths":{"/api/v1/things":{"get":{}}}}`},
+			"get /api/v1/things has no responses"},
+	} {
+		a, err := New(Config{Jobs: c, Modules: []Module{tc.mod}})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := a.DocMismatches(); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: mismatches %q, want [%q]", tc.name, got, tc.want)
+		}
+	}
+	// A module may not redefine a path or a schema of another.
+	for _, doc := range []string{
+		`{"paths":{"/api/v1/jobs":{}}}`,
+		`{"components":{"schemas":{"Problem":{}}}}`,
+		`{"info":{}}`,
+		`not json`,
+	} {
+		if _, err := New(Config{Jobs: c, Modules: []Module{fakeModule{nil, doc}}}); err == nil {
+			t.Errorf("fragment %s accepted", doc)
+		}
+	}
+	// A route outside the prefix is refused.
+	if _, err := New(Config{Jobs: c, Modules: []Module{fakeModule{[]Route{{Pattern: "GET /elsewhere", Handler: ok}}, `{}`}}}); err == nil {
+		t.Error("route outside /api/v1 accepted")
 	}
 }

@@ -32,7 +32,7 @@ func libDSN(path string, opts Options, readOnly bool) string {
 	v := url.Values{}
 	v.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
 	v.Set("_synchronous", sync)
-	v.Set("_foreign_keys", "0")
+	v.Set("_foreign_keys", "1") // application tables (users → orders) rely on them
 	v.Set("_txlock", "immediate")
 	v.Set("_cache_size", "-16000")
 	if readOnly {

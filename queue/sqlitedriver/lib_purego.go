@@ -22,7 +22,7 @@ func libDSN(path string, opts Options, readOnly bool) string {
 	v := url.Values{}
 	v.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", opts.BusyTimeout.Milliseconds()))
 	v.Add("_pragma", "synchronous("+sync+")")
-	v.Add("_pragma", "foreign_keys(0)")
+	v.Add("_pragma", "foreign_keys(1)") // application tables (users → orders) rely on them
 	v.Add("_pragma", "cache_size(-16000)")
 	v.Add("_pragma", "wal_autocheckpoint(0)")
 	v.Add("_pragma", "journal_size_limit(67108864)")

@@ -1,0 +1,138 @@
+// Package dbtest gives tests a fresh, migrated application database and a
+// job engine client on it: a new SQLite file, or a new PostgreSQL schema
+// when KILN_TEST_DATABASE_URL is set.
+package dbtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/pgdriver"
+	"github.com/kilnhq/kiln/queue/sqlitedriver"
+)
+
+// Env is a migrated database with an engine client on it. The client is
+// not started: a test registers its kinds on Workers and calls Start, or
+// uses the client only to insert and read jobs.
+type Env struct {
+	DB     *database.DB
+	Driver queue.Driver
+	// URL opens the same database (a file path, or a postgres:// URL
+	// with kiln_schema).
+	URL string
+}
+
+// Each runs fn once on SQLite and once on PostgreSQL (skipped with a
+// message when KILN_TEST_DATABASE_URL is unset), each as a parallel
+// subtest named "sqlite" or "postgres".
+func Each(t *testing.T, fn func(t *testing.T, e *Env)) {
+	t.Helper()
+	t.Run("sqlite", func(t *testing.T) {
+		t.Parallel()
+		fn(t, SQLite(t))
+	})
+	t.Run("postgres", func(t *testing.T) {
+		t.Parallel()
+		fn(t, Postgres(t))
+	})
+}
+
+// SQLite returns an environment on a new SQLite file in t.TempDir().
+func SQLite(t testing.TB) *Env {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "kiln.db")
+	d, err := sqlitedriver.Open(path, sqlitedriver.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return migrate(t, &Env{DB: database.New(d.DB(), d.ReadDB(), database.SQLite), Driver: d, URL: path})
+}
+
+// Postgres returns an environment in a new schema of the server at
+// KILN_TEST_DATABASE_URL, dropped when the test ends; without the
+// variable the test is skipped.
+func Postgres(t testing.TB) *Env {
+	t.Helper()
+	base := os.Getenv("KILN_TEST_DATABASE_URL")
+	if base == "" {
+		t.Skip("KILN_TEST_DATABASE_URL is not set; set it to a PostgreSQL URL to run the PostgreSQL tests")
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "kiln_test_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	url := base + sep + "kiln_schema=" + schema
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := pgdriver.Open(ctx, url, pgdriver.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return migrate(t, &Env{DB: database.New(d.DB(), d.DB(), database.Postgres), Driver: d, URL: url})
+}
+
+func migrate(t testing.TB, e *Env) *Env {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := e.Driver.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.DB.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// Client returns an engine client on e with cfg (its Driver is set here),
+// stopped when the test ends. Register kinds on cfg.Workers first; the
+// client is started when start is true.
+func (e *Env) Client(t testing.TB, cfg queue.Config, start bool) *queue.Client {
+	t.Helper()
+	cfg.Driver = e.Driver
+	c, err := queue.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if start {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = c.Stop(ctx)
+		})
+	}
+	return c
+}

@@ -1,0 +1,204 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Scope is what an API token may do. Scopes are ordered: a token with a
+// scope may do everything a lower scope may.
+type Scope int
+
+// The scopes.
+const (
+	// ScopePublic routes need no token (health checks).
+	ScopePublic Scope = iota
+	// ScopeRead may read.
+	ScopeRead
+	// ScopeWrite may also create, update and act on jobs.
+	ScopeWrite
+	// ScopeAdmin may also delete and control queues.
+	ScopeAdmin
+)
+
+// String returns the scope's name as tokens and the CLI spell it.
+func (s Scope) String() string {
+	switch s {
+	case ScopePublic:
+		return "public"
+	case ScopeRead:
+		return "read"
+	case ScopeWrite:
+		return "write"
+	case ScopeAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("Scope(%d)", int(s))
+}
+
+// ParseScope parses "read", "write" or "admin".
+func ParseScope(s string) (Scope, error) {
+	switch s {
+	case "read":
+		return ScopeRead, nil
+	case "write":
+		return ScopeWrite, nil
+	case "admin":
+		return ScopeAdmin, nil
+	}
+	return 0, fmt.Errorf("unknown scope %q (want read, write or admin)", s)
+}
+
+// DefaultScope is the scope a route needs unless it says otherwise: read
+// for GET and HEAD, admin for DELETE, write for everything else.
+func DefaultScope(method string) Scope {
+	switch method {
+	case http.MethodGet, http.MethodHead:
+		return ScopeRead
+	case http.MethodDelete:
+		return ScopeAdmin
+	}
+	return ScopeWrite
+}
+
+// Route is one API route: a net/http pattern ("GET /api/v1/users/{id}"),
+// its handler, and the scope it needs (zero means [DefaultScope] of the
+// pattern's method; use [ScopePublic] only through [API.Handle]).
+type Route struct {
+	Pattern string
+	Handler http.HandlerFunc
+	Scope   Scope
+}
+
+// Module is a feature that serves routes under [Prefix] and documents
+// them. OpenAPI returns a JSON object with "paths" and optionally
+// "components"; it is merged into the API's document, and a name defined
+// twice is an error.
+type Module interface {
+	Routes() []Route
+	OpenAPI() []byte
+}
+
+// Principal is who a request's token belongs to.
+type Principal struct {
+	// TokenID identifies the token (never the secret).
+	TokenID string
+	// Name is the token's human label.
+	Name  string
+	Scope Scope
+}
+
+// ErrUnauthenticated is returned (wrapped) by an [Authenticator] for a
+// token that is unknown, malformed, revoked or expired; the client gets a
+// 401. Any other error is a 500 or 503.
+var ErrUnauthenticated = errors.New("invalid API token")
+
+// Authenticator checks a bearer token.
+type Authenticator interface {
+	Authenticate(ctx context.Context, token string) (Principal, error)
+}
+
+// PrincipalFrom returns the authenticated caller of the request ctx
+// belongs to; ok is false when the API runs without authentication.
+func PrincipalFrom(ctx context.Context) (Principal, bool) {
+	p, ok := ctx.Value(keyPrincipal).(Principal)
+	return p, ok
+}
+
+// withAuth enforces scope on h: a missing or invalid token is 401 with
+// WWW-Authenticate, a valid token with too small a scope is 403.
+func withAuth(auth Authenticator, scope Scope, h http.Handler) http.Handler {
+	if auth == nil || scope == ScopePublic {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := r.Header.Get("Authorization")
+		scheme, token, ok := strings.Cut(hdr, " ")
+		if hdr == "" {
+			WriteError(w, r, Errorf(CodeUnauthorized, "this route needs an API token: send Authorization: Bearer <token> (create one with `kiln token create`)"))
+			return
+		}
+		token = strings.TrimSpace(token)
+		if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+			WriteError(w, r, Errorf(CodeUnauthorized, "the Authorization header must be \"Bearer <token>\""))
+			return
+		}
+		p, err := auth.Authenticate(r.Context(), token)
+		if err != nil {
+			if errors.Is(err, ErrUnauthenticated) {
+				WriteError(w, r, &Error{Code: CodeUnauthorized, Message: "the API token is invalid, revoked or expired", Err: err})
+				return
+			}
+			WriteError(w, r, fmt.Errorf("authenticate: %w", err))
+			return
+		}
+		if p.Scope < scope {
+			WriteError(w, r, Errorf(CodeForbidden, "this route needs a token with scope %s; this token has scope %s", scope, p.Scope))
+			return
+		}
+		ctx := context.WithValue(r.Context(), keyPrincipal, p)
+		ctx = context.WithValue(ctx, keyLogger, Logger(ctx).With("token", p.TokenID))
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// mergeOpenAPI merges a module's fragment into doc (both JSON objects
+// decoded to maps). Paths and component names must not be defined twice.
+func mergeOpenAPI(doc map[string]any, fragment []byte) error {
+	var frag map[string]any
+	dec := json.NewDecoder(bytes.NewReader(fragment))
+	dec.UseNumber()
+	if err := dec.Decode(&frag); err != nil {
+		return fmt.Errorf("decode OpenAPI fragment: %w", err)
+	}
+	for key, v := range frag {
+		switch key {
+		case "paths":
+			if err := mergeNames(doc, "paths", v, "path"); err != nil {
+				return err
+			}
+		case "components":
+			comps, ok := v.(map[string]any)
+			if !ok {
+				return errors.New("OpenAPI fragment: components must be an object")
+			}
+			dst, _ := doc["components"].(map[string]any)
+			if dst == nil {
+				dst = map[string]any{}
+				doc["components"] = dst
+			}
+			for kind, defs := range comps {
+				if err := mergeNames(dst, kind, defs, kind); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("OpenAPI fragment: unexpected key %q (want paths, components)", key)
+		}
+	}
+	return nil
+}
+
+func mergeNames(dst map[string]any, key string, src any, what string) error {
+	in, ok := src.(map[string]any)
+	if !ok {
+		return fmt.Errorf("OpenAPI fragment: %s must be an object", key)
+	}
+	out, _ := dst[key].(map[string]any)
+	if out == nil {
+		out = map[string]any{}
+		dst[key] = out
+	}
+	for name, v := range in {
+		if _, dup := out[name]; dup {
+			return fmt.Errorf("OpenAPI fragment: %s %q is defined twice", what, name)
+		}
+		out[name] = v
+	}
+	return nil
+}
