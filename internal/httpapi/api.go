@@ -103,9 +103,12 @@ func New(cfg Config) (*API, error) {
 		}
 	}
 	for _, rt := range routes {
-		if err := a.route(rt); err != nil {
+		scope, err := a.route(rt)
+		if err != nil {
 			return nil, err
 		}
+		method, path, _ := strings.Cut(rt.Pattern, " ")
+		describeRoute(doc, method, path, scope, a.auth != nil, a.idem != nil)
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -137,11 +140,11 @@ func (a *API) routes() []Route {
 }
 
 // route registers rt behind authentication for its scope and, for POST,
-// idempotency.
-func (a *API) route(rt Route) error {
+// idempotency, and returns the scope it needs.
+func (a *API) route(rt Route) (Scope, error) {
 	method, path, ok := strings.Cut(rt.Pattern, " ")
 	if !ok || !strings.HasPrefix(path, Prefix+"/") {
-		return fmt.Errorf("httpapi: route %q must be \"METHOD %s/...\"", rt.Pattern, Prefix)
+		return 0, fmt.Errorf("httpapi: route %q must be \"METHOD %s/...\"", rt.Pattern, Prefix)
 	}
 	scope := rt.Scope
 	if scope == ScopePublic {
@@ -152,7 +155,7 @@ func (a *API) route(rt Route) error {
 		h = a.idem(h)
 	}
 	a.handle(rt.Pattern, withAuth(a.auth, scope, h))
-	return nil
+	return scope, nil
 }
 
 func (a *API) handle(pattern string, h http.Handler) {

@@ -202,3 +202,27 @@ func mergeNames(dst map[string]any, key string, src any, what string) error {
 	}
 	return nil
 }
+
+// describeRoute records in the document what the API enforces on a
+// route, so that fragments need not repeat it: the scope it needs
+// (x-kiln-scope), the 401 and 403 answers when authentication is on, and
+// the Idempotency-Key parameter on POST routes when idempotency is on.
+func describeRoute(doc map[string]any, method, path string, scope Scope, auth, idem bool) {
+	paths, _ := doc["paths"].(map[string]any)
+	item, _ := paths[path].(map[string]any)
+	op, _ := item[strings.ToLower(method)].(map[string]any)
+	if op == nil {
+		return // DocMismatches reports it
+	}
+	op["x-kiln-scope"] = scope.String()
+	if resp, ok := op["responses"].(map[string]any); ok && auth {
+		resp["401"] = map[string]any{"$ref": "#/components/responses/Unauthorized"}
+		if scope > ScopeRead {
+			resp["403"] = map[string]any{"$ref": "#/components/responses/Forbidden"}
+		}
+	}
+	if method == http.MethodPost && idem {
+		params, _ := op["parameters"].([]any)
+		op["parameters"] = append(params, map[string]any{"$ref": "#/components/parameters/IdempotencyKey"})
+	}
+}

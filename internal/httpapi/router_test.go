@@ -300,3 +300,53 @@ func TestDocMismatchesFindsDifferences(t *testing.T) {
 		t.Error("route outside /api/v1 accepted")
 	}
 }
+
+type denyAll struct{}
+
+func (denyAll) Authenticate(context.Context, string) (Principal, error) {
+	return Principal{}, ErrUnauthenticated
+}
+
+func TestDocDescribesScopesAndIdempotency(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, make(chan struct{}))
+	a, err := New(Config{Jobs: c, Auth: denyAll{}, Idempotency: func(h http.Handler) http.Handler { return h }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Scope      string            `json:"x-kiln-scope"`
+			Parameters []json.RawMessage `json:"parameters"`
+			Responses  map[string]any    `json:"responses"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(a.Doc(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ method, path, scope string }{
+		{"get", "/api/v1/jobs", "read"},
+		{"post", "/api/v1/jobs", "write"},
+		{"delete", "/api/v1/jobs/{id}", "admin"},
+		{"post", "/api/v1/queues/{name}/pause", "admin"},
+	} {
+		op := doc.Paths[tc.path][tc.method]
+		if op.Scope != tc.scope {
+			t.Errorf("%s %s: x-kiln-scope %q, want %q", tc.method, tc.path, op.Scope, tc.scope)
+		}
+		if _, ok := op.Responses["401"]; !ok {
+			t.Errorf("%s %s: no 401 response", tc.method, tc.path)
+		}
+		if _, ok := op.Responses["403"]; ok != (tc.scope != "read") {
+			t.Errorf("%s %s: 403 documented %v", tc.method, tc.path, ok)
+		}
+		params, _ := json.Marshal(op.Parameters)
+		hasKey := strings.Contains(string(params), "IdempotencyKey")
+		if hasKey != (tc.method == "post") {
+			t.Errorf("%s %s: Idempotency-Key parameter %v", tc.method, tc.path, hasKey)
+		}
+	}
+	if m := a.DocMismatches(); len(m) != 0 {
+		t.Errorf("mismatches: %v", m)
+	}
+}
