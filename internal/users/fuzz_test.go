@@ -1,0 +1,97 @@
+package users
+
+import (
+	"bytes"
+	"errors"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/kilnhq/kiln/internal/httpapi"
+)
+
+// status classifies err as the API would answer it.
+func status(t *testing.T, err error) int {
+	t.Helper()
+	var e *httpapi.Error
+	if !errors.As(apiError(err, 1), &e) {
+		t.Fatalf("unclassified error %v", err)
+	}
+	return e.Status()
+}
+
+var bodySeeds = []string{
+	`{"email":"ada@example.com","name":"Ada"}`,
+	`{"email":" ADA@EXAMPLE.COM ","name":" Ada "}`,
+	`{"email":null,"name":null}`, `{"email":"x"}`, `{"name":"\u0000"}`, `{"email":"a@b.c","name":"\u2028"}`,
+	`{"email":"\"q\"@example.com","name":"x"}`, `{"email":"a@[1.2.3.4]","name":"x"}`,
+	`{"email":1,"name":[]}`, `{"email":"a@b.c","name":"x","extra":1}`,
+	`{}`, `[]`, `null`, `""`, `{`, ``, ` `, `{"email":"a@b.c"} x`, "{\"name\":\"\xff\"}",
+}
+
+// FuzzCreateUser drives the create decoder and validation with any body:
+// no panic, and never a 5xx.
+func FuzzCreateUser(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("POST", "/api/v1/users", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		in, err := decodeCreate(r)
+		if err == nil {
+			in, err = ValidateCreate(in)
+		}
+		if err != nil {
+			if s := status(t, err); s != 400 && s != 422 {
+				t.Fatalf("status %d for %q: %v", s, body, err)
+			}
+			return
+		}
+		// What is accepted is normalized and within the limits.
+		if again, err := ValidateCreate(in); err != nil || again != in {
+			t.Fatalf("accepted %+v does not validate again: %v", in, err)
+		}
+	})
+}
+
+// FuzzPatchUser drives the patch decoder and validation with any body.
+func FuzzPatchUser(f *testing.F) {
+	for _, s := range bodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest("PATCH", "/api/v1/users/1", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		in, err := decodePatch(r)
+		if err == nil {
+			_, err = ValidatePatch(in)
+		}
+		if err != nil {
+			if s := status(t, err); s != 400 && s != 422 {
+				t.Fatalf("status %d for %q: %v", s, body, err)
+			}
+		}
+	})
+}
+
+// FuzzListUsers drives the list query parser with any query string.
+func FuzzListUsers(f *testing.F) {
+	for _, s := range []string{
+		"", "email=a@b.c", "q=ada", "q=%25_%5C", "limit=1000&after=5", "limit=0", "limit=x", "after=0",
+		"after=99999999999999999999", "email=", "q=%FF", "q=%00", "colour=red&b=1", "%zz", "&&&", ";", "limit=1&limit=2",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		p, err := parseList(raw)
+		if err != nil {
+			if s := status(t, err); s != 400 {
+				t.Fatalf("status %d for %q: %v", s, raw, err)
+			}
+			return
+		}
+		if p.Limit < 1 || p.Limit > MaxListLimit || p.AfterID < 0 {
+			t.Fatalf("%q: %+v", raw, p)
+		}
+	})
+}

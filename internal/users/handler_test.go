@@ -1,0 +1,508 @@
+package users
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/database/dbtest"
+)
+
+var timeFormat = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
+
+func TestCreateAndGet(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		r := e.do("POST", "/api/v1/users", `{"email":"  Ada.Lovelace@Example.COM ","name":"  Ada Lovelace\t"}`)
+		u := decodeUser(t, r, http.StatusCreated)
+		if want := fmt.Sprintf("/api/v1/users/%d", u.ID); r.header.Get("Location") != want {
+			t.Errorf("Location %q, want %q", r.header.Get("Location"), want)
+		}
+		if u.ID < 1 || u.Email != "ada.lovelace@example.com" || u.Name != "Ada Lovelace" {
+			t.Errorf("created %+v", u)
+		}
+		if want := "2026-03-04T04:06:07.123456Z"; u.CreatedAt != want || u.UpdatedAt != want {
+			t.Errorf("times %s %s, want %s (UTC, microseconds)", u.CreatedAt, u.UpdatedAt, want)
+		}
+		got := decodeUser(t, e.do("GET", r.header.Get("Location"), ""), http.StatusOK)
+		if got != u {
+			t.Errorf("GET %+v, want %+v", got, u)
+		}
+
+		// A whole second still shows six fractional digits.
+		e.clock.advance(-123456789 * time.Nanosecond)
+		u2 := e.create("b@example.org", "B")
+		if u2.CreatedAt != "2026-03-04T04:06:07.000000Z" || u2.ID <= u.ID {
+			t.Errorf("second user %+v", u2)
+		}
+		for _, s := range []string{u2.CreatedAt, u2.UpdatedAt, got.CreatedAt} {
+			if !timeFormat.MatchString(s) {
+				t.Errorf("time %q is not RFC 3339 UTC with microseconds", s)
+			}
+		}
+	})
+}
+
+func TestCreateValidation(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		long := strings.Repeat("a", 250) + "@b.cd" // 255 characters
+		for _, tc := range []struct {
+			body   string
+			fields []string
+		}{
+			{`{}`, []string{"email", "name"}},
+			{`{"email":null,"name":null}`, []string{"email", "name"}},
+			{`{"email":"   ","name":"  "}`, []string{"email", "name"}},
+			{`{"email":"ada","name":"Ada"}`, []string{"email"}},
+			{`{"email":"ada@localhost","name":"Ada"}`, []string{"email"}},
+			{`{"email":"ada@example.","name":"Ada"}`, []string{"email"}},
+			{`{"email":"a@b@example.com","name":"Ada"}`, []string{"email"}},
+			{`{"email":"Ada <ada@example.com>","name":"Ada"}`, []string{"email"}},
+			{`{"email":"<ada@example.com>","name":"Ada"}`, []string{"email"}},
+			{`{"email":"ada@example.com (work)","name":"Ada"}`, []string{"email"}},
+			{`{"email":"ada@example.com, bob@example.com","name":"Ada"}`, []string{"email"}},
+			{`{"email":"a da@example.com","name":"Ada"}`, []string{"email"}},
+			{`{"email":"ada\u0000@example.com","name":"Ada"}`, []string{"email"}},
+			{`{"email":"` + long + `","name":"Ada"}`, []string{"email"}},
+			{`{"email":"ada@example.com","name":"` + strings.Repeat("é", 201) + `"}`, []string{"name"}},
+			{`{"email":"ada@example.com","name":"Ada\u0000"}`, []string{"name"}},
+			{`{"email":"ada@example.com","name":"Ada\nLovelace"}`, []string{"name"}},
+			{`{"email":"ada@example.com","name":"A\u0085da"}`, []string{"name"}},
+			{`{"email":"nope","name":"\u007f"}`, []string{"email", "name"}},
+		} {
+			p := problemOf(t, e.do("POST", "/api/v1/users", tc.body), http.StatusUnprocessableEntity)
+			if got := fieldsOf(p); !slices.Equal(got, tc.fields) || p.Code != "validation" {
+				t.Errorf("%s: fields %v, want %v (%+v)", tc.body, got, tc.fields, p)
+			}
+		}
+		// The limits themselves are accepted.
+		okEmail := strings.Repeat("a", 249) + "@b.cd" // 254 characters
+		e.create(okEmail, strings.Repeat("é", 200))
+		e.create("ünïcode@exämple.com", "X")
+		if n := countUsers(t, e); n != 2 {
+			t.Errorf("%d users stored, want 2", n)
+		}
+	})
+}
+
+func TestMalformedRequests(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		u := e.create("ada@example.com", "Ada")
+		path := fmt.Sprintf("/api/v1/users/%d", u.ID)
+		for _, tc := range []struct {
+			method, path, body string
+			status             int
+			field              string
+		}{
+			{"POST", "/api/v1/users", `{"email":`, 400, ""},
+			{"POST", "/api/v1/users", `{"email":"a@b.cd","name":"A"} {}`, 400, ""},
+			{"POST", "/api/v1/users", `[]`, 400, ""},
+			{"POST", "/api/v1/users", `{"email":"a@b.cd","name":"A","admin":true}`, 400, "admin"},
+			{"POST", "/api/v1/users", `{"email":42,"name":"A"}`, 400, "email"},
+			{"PATCH", path, `{"name":7}`, 400, "name"},
+			{"PATCH", path, `{"id":7}`, 400, "id"},
+			{"PATCH", path, `{"created_at":"2020-01-01T00:00:00Z"}`, 400, "created_at"},
+			{"PATCH", path, `{"name":"x"`, 400, ""},
+			{"PATCH", path, ``, 415, ""},
+		} {
+			p := problemOf(t, e.do(tc.method, tc.path, tc.body), tc.status)
+			if tc.field != "" && !slices.Contains(fieldsOf(p), tc.field) {
+				t.Errorf("%s %s: fields %v lack %q", tc.method, tc.body, fieldsOf(p), tc.field)
+			}
+		}
+		problemOf(t, e.do("POST", "/api/v1/users", "email=a@b.cd", "application/x-www-form-urlencoded"), 415)
+		if got := decodeUser(t, e.do("GET", path, ""), 200); got != u {
+			t.Errorf("user changed by refused requests: %+v", got)
+		}
+	})
+}
+
+func TestDuplicateEmail(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		e.create("ada@example.com", "Ada")
+		p := problemOf(t, e.do("POST", "/api/v1/users", `{"email":" ADA@example.com","name":"Other"}`), http.StatusConflict)
+		if !slices.Equal(fieldsOf(p), []string{"email"}) || p.Code != "conflict" {
+			t.Errorf("duplicate: %+v", p)
+		}
+		b := e.create("bob@example.com", "Bob")
+		p = problemOf(t, e.do("PATCH", fmt.Sprintf("/api/v1/users/%d", b.ID), `{"email":"Ada@Example.com"}`), http.StatusConflict)
+		if !slices.Equal(fieldsOf(p), []string{"email"}) {
+			t.Errorf("patch to a taken email: %+v", p)
+		}
+		// Keeping one's own email is not a conflict.
+		decodeUser(t, e.do("PATCH", fmt.Sprintf("/api/v1/users/%d", b.ID), `{"email":"BOB@example.com"}`), 200)
+	})
+}
+
+func TestPathIDs(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		for _, id := range []string{"abc", "0", "-1", "+1", "1.5", "1e3", "9223372036854775808", "99999999999999999999", "%20"} {
+			for _, m := range []string{"GET", "PATCH", "DELETE"} {
+				body := ""
+				if m == "PATCH" {
+					body = `{"name":"X"}`
+				}
+				p := problemOf(t, e.do(m, "/api/v1/users/"+id, body), http.StatusBadRequest)
+				if !slices.Equal(fieldsOf(p), []string{"id"}) {
+					t.Errorf("%s %s: %+v", m, id, p)
+				}
+			}
+		}
+		problemOf(t, e.do("GET", "/api/v1/users/9223372036854775807", ""), http.StatusNotFound)
+		problemOf(t, e.do("GET", "/api/v1/users/12345", ""), http.StatusNotFound)
+		problemOf(t, e.do("PATCH", "/api/v1/users/12345", `{"name":"X"}`), http.StatusNotFound)
+		problemOf(t, e.do("PATCH", "/api/v1/users/12345", `{}`), http.StatusNotFound)
+		problemOf(t, e.do("DELETE", "/api/v1/users/12345", ""), http.StatusNotFound)
+	})
+}
+
+// listPage fetches a page and returns its users and next cursor.
+func (e *env) listPage(query string) ([]user, *string) {
+	e.t.Helper()
+	r := e.do("GET", "/api/v1/users?"+query, "")
+	if r.status != 200 {
+		e.t.Fatalf("list %q: %d %s", query, r.status, r.body)
+	}
+	var page struct {
+		Users []user  `json:"users"`
+		Next  *string `json:"next"`
+	}
+	if err := json.Unmarshal(r.body, &page); err != nil {
+		e.t.Fatal(err)
+	}
+	if page.Users == nil {
+		e.t.Fatalf("list %q: users is %s, want an array", query, r.body)
+	}
+	return page.Users, page.Next
+}
+
+func ids(us []user) []int64 {
+	out := make([]int64, len(us))
+	for i, u := range us {
+		out[i] = u.ID
+	}
+	return out
+}
+
+func TestListPaging(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		if us, next := e.listPage(""); len(us) != 0 || next != nil {
+			t.Fatalf("empty list: %v %v", us, next)
+		}
+		var want []int64
+		for i := range 5 {
+			want = append(want, e.create(fmt.Sprintf("u%d@example.com", i), fmt.Sprintf("User %d", i)).ID)
+		}
+		slices.Reverse(want) // newest first
+		all, next := e.listPage("")
+		if !slices.Equal(ids(all), want) || next != nil {
+			t.Errorf("default page %v next %v, want %v", ids(all), next, want)
+		}
+		var got []int64
+		query := "limit=2"
+		pages := 0
+		for {
+			us, next := e.listPage(query)
+			pages++
+			got = append(got, ids(us)...)
+			if next == nil {
+				break
+			}
+			if len(us) != 2 {
+				t.Fatalf("page of %d has a next cursor", len(us))
+			}
+			query = "limit=2&after=" + url.QueryEscape(*next)
+		}
+		if !slices.Equal(got, want) || pages != 3 {
+			t.Errorf("paged %v in %d pages, want %v in 3", got, pages, want)
+		}
+		// A full last page has a cursor, and the page after it is empty.
+		us, next := e.listPage("limit=5")
+		if len(us) != 5 || next == nil || *next != strconv.FormatInt(want[4], 10) {
+			t.Fatalf("full page: %v %v", ids(us), next)
+		}
+		if us, n := e.listPage("after=" + *next); len(us) != 0 || n != nil {
+			t.Errorf("after the last: %v %v", ids(us), n)
+		}
+		if us, _ := e.listPage("limit=1000"); len(us) != 5 {
+			t.Errorf("limit=1000: %d", len(us))
+		}
+	})
+}
+
+func TestListFilters(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		ada := e.create("ada@example.com", "Ada Lovelace")
+		grace := e.create("grace@navy.mil", "Grace Hopper")
+		pct := e.create("percent@example.com", "100% real")
+		hundred := e.create("hundred@example.com", "100 real")
+		under := e.create("a_b@example.com", "Under Score")
+		axb := e.create("axb@example.com", "Ax B")
+		back := e.create("back@example.com", `Back\slash`)
+		uml := e.create("jurgen@example.com", "Jürgen Ölberg")
+		for _, tc := range []struct {
+			query string
+			want  []user
+		}{
+			{"email=ADA@Example.com", []user{ada}},
+			{"email=%20ada@example.com%20", []user{ada}},
+			{"email=ada", nil},
+			{"q=LOVE", []user{ada}},
+			{"q=navy", []user{grace}},
+			{"q=NAVY.MIL", []user{grace}},
+			{"q=%25", []user{pct}},
+			{"q=100", []user{hundred, pct}},
+			{"q=_", []user{under}},
+			{"q=a_b", []user{under}},
+			{"q=AX%20b", []user{axb}},
+			{`q=\`, []user{back}},
+			{`q=k\s`, []user{back}},
+			{"q=ürgen", []user{uml}},
+			{"q=j%C3%BCrgen", []user{uml}},
+			{"q=", []user{uml, back, axb, under, hundred, pct, grace, ada}},
+			{"q=zzz", nil},
+			{"q=example&email=ada@example.com", []user{ada}},
+			{"q=grace&email=ada@example.com", nil},
+			{"q=example.com&limit=2", []user{uml, back}},
+		} {
+			us, _ := e.listPage(tc.query)
+			if !slices.Equal(ids(us), ids(tc.want)) {
+				t.Errorf("%s: %v, want %v", tc.query, ids(us), ids(tc.want))
+			}
+		}
+	})
+}
+
+func TestListRejects(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		for _, tc := range []struct {
+			query  string
+			fields []string
+		}{
+			{"limit=0", []string{"limit"}},
+			{"limit=1001", []string{"limit"}},
+			{"limit=x", []string{"limit"}},
+			{"limit=1&limit=2", []string{"limit"}},
+			{"after=0", []string{"after"}},
+			{"after=-5", []string{"after"}},
+			{"after=x", []string{"after"}},
+			{"email=", []string{"email"}},
+			{"email=a%00b", []string{"email"}},
+			{"email=%FF", []string{"email"}},
+			{"q=%FF", []string{"q"}},
+			{"q=a%00", []string{"q"}},
+			{"q=a&q=b", []string{"q"}},
+			{"q=" + strings.Repeat("x", 255), []string{"q"}},
+			{"colour=red", []string{"colour"}},
+			{"zeta=1&Email=x&limit=5", []string{"Email", "zeta"}},
+		} {
+			p := problemOf(t, e.do("GET", "/api/v1/users?"+tc.query, ""), http.StatusBadRequest)
+			if !slices.Equal(fieldsOf(p), tc.fields) {
+				t.Errorf("%s: fields %v, want %v", tc.query, fieldsOf(p), tc.fields)
+			}
+		}
+		p := problemOf(t, e.do("GET", "/api/v1/users?a=1&b=2", ""), http.StatusBadRequest)
+		if !strings.Contains(p.Detail, `"a"`) || !strings.Contains(p.Detail, `"b"`) {
+			t.Errorf("detail %q does not name both parameters", p.Detail)
+		}
+		problemOf(t, e.do("GET", "/api/v1/users?%zz", ""), http.StatusBadRequest)
+	})
+}
+
+func TestPatch(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		u := e.create("ada@example.com", "Ada")
+		path := fmt.Sprintf("/api/v1/users/%d", u.ID)
+
+		e.clock.advance(time.Second)
+		got := decodeUser(t, e.do("PATCH", path, `{"name":"  Ada King "}`), http.StatusOK)
+		if got.Name != "Ada King" || got.Email != u.Email || got.CreatedAt != u.CreatedAt || got.UpdatedAt != "2026-03-04T04:06:08.123456Z" {
+			t.Errorf("patched name: %+v", got)
+		}
+		e.clock.advance(time.Second)
+		got = decodeUser(t, e.do("PATCH", path, `{"email":"Countess@Example.org"}`), http.StatusOK)
+		if got.Email != "countess@example.org" || got.Name != "Ada King" || got.UpdatedAt != "2026-03-04T04:06:09.123456Z" {
+			t.Errorf("patched email: %+v", got)
+		}
+		e.clock.advance(time.Second)
+		both := decodeUser(t, e.do("PATCH", path, `{"email":"a@b.cd","name":"A"}`), http.StatusOK)
+		if both.Email != "a@b.cd" || both.Name != "A" {
+			t.Errorf("patched both: %+v", both)
+		}
+		// An empty patch changes nothing, not even updated_at.
+		e.clock.advance(time.Second)
+		if same := decodeUser(t, e.do("PATCH", path, `{}`), http.StatusOK); same != both {
+			t.Errorf("empty patch: %+v, want %+v", same, both)
+		}
+		for _, tc := range []struct {
+			body   string
+			fields []string
+		}{
+			{`{"name":null}`, []string{"name"}},
+			{`{"email":null}`, []string{"email"}},
+			{`{"name":""}`, []string{"name"}},
+			{`{"email":"nope","name":"\u0007"}`, []string{"email", "name"}},
+			{`{"email":"ok@example.com","name":"` + strings.Repeat("x", 201) + `"}`, []string{"name"}},
+		} {
+			p := problemOf(t, e.do("PATCH", path, tc.body), http.StatusUnprocessableEntity)
+			if !slices.Equal(fieldsOf(p), tc.fields) {
+				t.Errorf("%s: fields %v, want %v", tc.body, fieldsOf(p), tc.fields)
+			}
+		}
+		if after := decodeUser(t, e.do("GET", path, ""), http.StatusOK); after != both {
+			t.Errorf("refused patches changed the user: %+v", after)
+		}
+	})
+}
+
+// insertOrder stores an order of user id directly.
+func insertOrder(t *testing.T, e *env, userID int64) int64 {
+	t.Helper()
+	var id int64
+	now := e.db.Time(time.Now())
+	err := e.db.W.QueryRowContext(context.Background(), e.db.Rebind(
+		`INSERT INTO orders (user_id, status, amount_cents, currency, created_at, updated_at) VALUES (?, 'pending', 100, 'EUR', ?, ?) RETURNING id`),
+		userID, now, now).Scan(&id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func countUsers(t *testing.T, e *env) int {
+	t.Helper()
+	var n int
+	if err := e.db.R.QueryRowContext(context.Background(), "SELECT count(*) FROM users").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func TestDelete(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
+		e := newEnv(t, d)
+		ada := e.create("ada@example.com", "Ada")
+		bob := e.create("bob@example.com", "Bob")
+		r := e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), "")
+		if r.status != http.StatusNoContent || len(r.body) != 0 {
+			t.Fatalf("delete: %d %q", r.status, r.body)
+		}
+		problemOf(t, e.do("GET", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
+		problemOf(t, e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
+
+		order := insertOrder(t, e, ada.ID)
+		p := problemOf(t, e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusConflict)
+		if !strings.Contains(p.Detail, "has orders") || p.Code != "conflict" {
+			t.Errorf("delete with orders: %+v", p)
+		}
+		decodeUser(t, e.do("GET", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusOK)
+		if _, err := e.db.W.ExecContext(context.Background(), e.db.Rebind("DELETE FROM orders WHERE id = ?"), order); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""); r.status != http.StatusNoContent {
+			t.Errorf("delete after its orders: %d %s", r.status, r.body)
+		}
+		// The email is free again.
+		e.create("ada@example.com", "Ada again")
+		if n := countUsers(t, e); n != 1 {
+			t.Errorf("%d users, want 1", n)
+		}
+	})
+}
+
+func TestOpenAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.SQLite(t))
+	for _, m := range e.api.DocMismatches() {
+		t.Error(m)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(e.api.Doc(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range refs(doc) {
+		if !resolves(doc, ref) {
+			t.Errorf("$ref %s does not resolve", ref)
+		}
+	}
+	var frag struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPI, &frag); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for path, ops := range frag.Paths {
+		if !strings.HasPrefix(path, "/api/v1/") {
+			t.Errorf("path %s is outside /api/v1/", path)
+		}
+		n += len(ops)
+	}
+	if n != len(NewHandler(nil).Routes()) {
+		t.Errorf("%d documented operations, %d routes", n, len(NewHandler(nil).Routes()))
+	}
+}
+
+// refs returns every $ref in v.
+func refs(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "$ref" {
+				out = append(out, s)
+			}
+			out = append(out, refs(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, refs(x)...)
+		}
+	}
+	return out
+}
+
+// resolves reports whether a local $ref names something in doc.
+func resolves(doc map[string]any, ref string) bool {
+	path, ok := strings.CutPrefix(ref, "#/")
+	if !ok {
+		return false
+	}
+	var cur any = doc
+	for part := range strings.SplitSeq(path, "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,200 @@
+package users
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/database"
+)
+
+// User is a stored user. Email is stored trimmed and lower-cased, so it
+// is unique regardless of case.
+type User struct {
+	ID        int64
+	Email     string
+	Name      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// Errors of the store, returned wrapped.
+var (
+	// ErrNotFound: no user has the id.
+	ErrNotFound = errors.New("user not found")
+	// ErrEmailTaken: another user already has the email.
+	ErrEmailTaken = errors.New("email is already taken")
+	// ErrHasOrders: the user cannot be deleted while orders refer to it.
+	ErrHasOrders = errors.New("user has orders")
+)
+
+const columns = "id, email, name, created_at, updated_at"
+
+// Store reads and writes the users table.
+type Store struct {
+	db *database.DB
+	// Fixed queries, rebound for the dialect once.
+	qGet, qInsert, qUpdate, qDelete string
+}
+
+// NewStore returns a store on db.
+func NewStore(db *database.DB) *Store {
+	return &Store{
+		db:      db,
+		qGet:    db.Rebind("SELECT " + columns + " FROM users WHERE id = ?"),
+		qInsert: db.Rebind("INSERT INTO users (email, name, created_at, updated_at) VALUES (?, ?, ?, ?) RETURNING id"),
+		qUpdate: db.Rebind("UPDATE users SET email = coalesce(?, email), name = coalesce(?, name), updated_at = ? WHERE id = ? RETURNING " + columns),
+		qDelete: db.Rebind("DELETE FROM users WHERE id = ?"),
+	}
+}
+
+type scanner interface {
+	Scan(dest ...any) error
+}
+
+func scanUser(row scanner, u *User) error {
+	return row.Scan(&u.ID, &u.Email, &u.Name, database.ScanTime(&u.CreatedAt), database.ScanTime(&u.UpdatedAt))
+}
+
+// Get returns the user with id, or an error wrapping [ErrNotFound]. It is
+// one primary-key SELECT on the read handle.
+func (s *Store) Get(ctx context.Context, id int64) (User, error) {
+	var u User
+	if err := scanUser(s.db.R.QueryRowContext(ctx, s.qGet, id), &u); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return u, fmt.Errorf("user %d: %w", id, ErrNotFound)
+		}
+		return u, fmt.Errorf("get user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+// Insert stores u (its email, name and times) and sets u.ID. A taken
+// email is an error wrapping [ErrEmailTaken].
+func (s *Store) Insert(ctx context.Context, u *User) error {
+	err := s.db.W.QueryRowContext(ctx, s.qInsert, u.Email, u.Name, s.db.Time(u.CreatedAt), s.db.Time(u.UpdatedAt)).Scan(&u.ID)
+	if err != nil {
+		if database.IsUniqueViolation(err) {
+			return fmt.Errorf("insert user: %w", ErrEmailTaken)
+		}
+		return fmt.Errorf("insert user: %w", err)
+	}
+	return nil
+}
+
+// Update sets the email and name of user id to those that are not nil,
+// and its updated_at to now, and returns the user as stored. A missing
+// user is [ErrNotFound], a taken email [ErrEmailTaken] (both wrapped).
+func (s *Store) Update(ctx context.Context, id int64, email, name *string, now time.Time) (User, error) {
+	var u User
+	err := scanUser(s.db.W.QueryRowContext(ctx, s.qUpdate, nullable(email), nullable(name), s.db.Time(now), id), &u)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return u, fmt.Errorf("update user %d: %w", id, ErrNotFound)
+	case database.IsUniqueViolation(err):
+		return u, fmt.Errorf("update user %d: %w", id, ErrEmailTaken)
+	case err != nil:
+		return u, fmt.Errorf("update user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+func nullable(s *string) any {
+	if s == nil {
+		return nil
+	}
+	return *s
+}
+
+// Delete removes user id. A missing user is [ErrNotFound]; a user that
+// orders still refer to is [ErrHasOrders] (both wrapped).
+func (s *Store) Delete(ctx context.Context, id int64) error {
+	res, err := s.db.W.ExecContext(ctx, s.qDelete, id)
+	if err != nil {
+		if database.IsForeignKeyViolation(err) {
+			return fmt.Errorf("delete user %d: %w", id, ErrHasOrders)
+		}
+		return fmt.Errorf("delete user %d: %w", id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("delete user %d: %w", id, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("delete user %d: %w", id, ErrNotFound)
+	}
+	return nil
+}
+
+// ListParams selects a page of users, newest first.
+type ListParams struct {
+	// Email, if set, matches the stored (lower-case) email exactly.
+	Email string
+	// Search, if set, matches users whose name or email contains it,
+	// ignoring case. Emails are compared in lower case; names are
+	// compared as written and in the database's lower case, which folds
+	// only ASCII letters on SQLite (and under PostgreSQL's C locale).
+	Search string
+	// AfterID, if positive, lists users with a smaller id (the cursor).
+	AfterID int64
+	// Limit is the page size; it must be positive.
+	Limit int
+}
+
+// List returns the users p selects, newest (highest id) first.
+func (s *Store) List(ctx context.Context, p ListParams) ([]User, error) {
+	var b strings.Builder
+	args := make([]any, 0, 5)
+	b.WriteString("SELECT " + columns + " FROM users WHERE 1 = 1")
+	if p.Email != "" {
+		b.WriteString(" AND email = ?")
+		args = append(args, p.Email)
+	}
+	if p.Search != "" {
+		low := "%" + escapeLike(strings.ToLower(p.Search)) + "%"
+		raw := "%" + escapeLike(p.Search) + "%"
+		b.WriteString(` AND (lower(name) LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR email LIKE ? ESCAPE '\')`)
+		args = append(args, low, raw, low)
+	}
+	if p.AfterID > 0 {
+		b.WriteString(" AND id < ?")
+		args = append(args, p.AfterID)
+	}
+	b.WriteString(" ORDER BY id DESC LIMIT ?")
+	args = append(args, p.Limit)
+	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(b.String()), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	defer rows.Close()
+	out := make([]User, 0, min(p.Limit, 128))
+	for rows.Next() {
+		var u User
+		if err := scanUser(rows, &u); err != nil {
+			return nil, fmt.Errorf("list users: %w", err)
+		}
+		out = append(out, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return out, nil
+}
+
+// escapeLike escapes the LIKE wildcards of s with backslashes.
+func escapeLike(s string) string {
+	if !strings.ContainsAny(s, `\%_`) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if r == '\\' || r == '%' || r == '_' {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
