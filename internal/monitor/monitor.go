@@ -51,7 +51,9 @@ type Options struct {
 	// warning's "suppressed" field.
 	WarnEvery time.Duration
 	// StackLimit is how many distinct goroutine stacks, the most common
-	// first, a warning carries (default 10; negative for none).
+	// first, a warning carries (default 10; negative for none). Taking
+	// them pauses the program for a moment per thousands of goroutines,
+	// at most once per WarnEvery.
 	StackLimit int
 	// Logger receives the warnings (default: discard).
 	Logger *slog.Logger
