@@ -105,7 +105,7 @@ environment (--data-dir is KILN_DATA_DIR).`,
 	pf.StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
 	root.AddCommand(
-		newServeCmd(g), newWorkerCmd(g), newMigrateCmd(g), newEnqueueCmd(g),
+		newServeCmd(g), newWorkerCmd(g), newMigrateCmd(g), newEnqueueCmd(g), newTokenCmd(g),
 		newJobsCmd(g), newBenchCmd(g),
 	)
 	strictArgs(root)

@@ -186,7 +186,7 @@ func Validate(name string, scope httpapi.Scope, ttl time.Duration) error {
 		problems = append(problems, fmt.Sprintf("lifetime %s is negative (0 means the token never expires)", ttl))
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%s: %w", strings.Join(problems, "; "), ErrInvalid)
+		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
 	}
 	return nil
 }
