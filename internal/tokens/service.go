@@ -234,6 +234,11 @@ func (s *Service) entry(ctx context.Context, id string, now time.Time) (*entry, 
 	s.mu.RUnlock()
 
 	s.mu.Lock()
+	// A read that finished since the check above filled the cache.
+	if e, ok := s.known[id]; ok && s.fresh(e.read, now) {
+		s.mu.Unlock()
+		return e, nil
+	}
 	l, ok := s.inflight[id]
 	if !ok {
 		l = &lookup{done: make(chan struct{})}
