@@ -1,0 +1,310 @@
+// Package reports generates CSV reports over the orders table in the
+// background. POST /api/v1/reports stores a report row and enqueues a
+// report.generate job in one transaction; the job scans the matching
+// orders in keyset pages, aggregates them, streams the CSV into the blob
+// store and links it to the report; GET /api/v1/reports/{id}/download
+// serves it.
+package reports
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/blobs"
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// KindGenerate is the job kind that generates a report.
+const KindGenerate = "report.generate"
+
+// KindOrderTotals is the only report kind: order counts and totals per
+// group and currency.
+const KindOrderTotals = "order_totals"
+
+// The groupings of an order_totals report.
+const (
+	GroupByUser  = "user"
+	GroupByDay   = "day"
+	GroupByMonth = "month"
+)
+
+// The order statuses, in the order reports list them.
+var orderStatuses = []string{"pending", "confirmed", "cancelled"}
+
+// defaultStatuses are the statuses a report counts when it names none:
+// cancelled orders are left out unless asked for.
+var defaultStatuses = []string{"pending", "confirmed"}
+
+// Errors of the service; test for them with errors.Is.
+var (
+	// ErrNotFound means no report has the id.
+	ErrNotFound = errors.New("report not found")
+	// ErrNotReady means the report's CSV has not been generated yet.
+	ErrNotReady = errors.New("report is not finished yet")
+)
+
+// Params are what a report covers. Times are UTC; From is inclusive and
+// To exclusive (orders with From <= created_at < To). Statuses are
+// listed in the order pending, confirmed, cancelled, each once.
+type Params struct {
+	Kind     string    `json:"kind"`
+	GroupBy  string    `json:"group_by"`
+	From     time.Time `json:"from,omitzero"`
+	To       time.Time `json:"to,omitzero"`
+	Statuses []string  `json:"statuses"`
+	// Currency, if set, keeps only orders in that currency.
+	Currency string `json:"currency,omitzero"`
+}
+
+// FieldError names one invalid field of [Params] and says what is wrong.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// ValidationError lists every invalid field of [Params].
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		msgs[i] = f.Field + ": " + f.Message
+	}
+	return "invalid report parameters: " + strings.Join(msgs, "; ")
+}
+
+// Normalize checks p and puts it in canonical form: statuses defaulted,
+// de-duplicated and ordered, times in UTC at microsecond precision. It
+// returns a *[ValidationError] naming every bad field.
+func (p *Params) Normalize() error {
+	var fe []FieldError
+	bad := func(field, format string, args ...any) {
+		fe = append(fe, FieldError{field, fmt.Sprintf(format, args...)})
+	}
+	switch p.Kind {
+	case KindOrderTotals:
+	case "":
+		bad("kind", "is required")
+	default:
+		bad("kind", "unknown report kind %q (want %q)", p.Kind, KindOrderTotals)
+	}
+	switch p.GroupBy {
+	case GroupByUser, GroupByDay, GroupByMonth:
+	case "":
+		bad("group_by", "is required")
+	default:
+		bad("group_by", "must be %q, %q or %q", GroupByUser, GroupByDay, GroupByMonth)
+	}
+	if !p.From.IsZero() {
+		p.From = p.From.UTC().Truncate(time.Microsecond)
+	}
+	if !p.To.IsZero() {
+		p.To = p.To.UTC().Truncate(time.Microsecond)
+	}
+	if !p.From.IsZero() && !p.To.IsZero() && !p.From.Before(p.To) {
+		bad("to", "must be after from")
+	}
+	switch {
+	case p.Statuses == nil:
+		p.Statuses = slices.Clone(defaultStatuses)
+	case len(p.Statuses) == 0:
+		bad("statuses", "must name at least one status (or be left out for pending and confirmed)")
+	default:
+		ok := true
+		for i, s := range p.Statuses {
+			if !slices.Contains(orderStatuses, s) {
+				bad(fmt.Sprintf("statuses[%d]", i), "unknown status %q (want pending, confirmed or cancelled)", s)
+				ok = false
+			}
+		}
+		if ok {
+			var norm []string
+			for _, s := range orderStatuses {
+				if slices.Contains(p.Statuses, s) {
+					norm = append(norm, s)
+				}
+			}
+			p.Statuses = norm
+		}
+	}
+	if p.Currency != "" && !isCurrency(p.Currency) {
+		bad("currency", "must be an ISO 4217 code: 3 upper-case letters such as EUR")
+	}
+	if len(fe) > 0 {
+		return &ValidationError{Fields: fe}
+	}
+	return nil
+}
+
+// isCurrency reports whether s is 3 upper-case ASCII letters.
+func isCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// Report is a stored report.
+type Report struct {
+	ID     int64
+	Params Params
+	// JobID is the report.generate job that generates it.
+	JobID int64
+	// BlobID is the CSV's blob; with CompletedAt zero it is a previous
+	// attempt's, not yet (or never to be) finished.
+	BlobID    string
+	RowCount  int64
+	CreatedAt time.Time
+	// CompletedAt is zero until the CSV is stored.
+	CompletedAt time.Time
+}
+
+// Complete reports whether the report's CSV is stored.
+func (r Report) Complete() bool { return !r.CompletedAt.IsZero() }
+
+// Jobs is what the service needs of the job engine; *queue.Client
+// satisfies it.
+type Jobs interface {
+	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+	Get(ctx context.Context, id int64) (*queue.Job, error)
+}
+
+var _ Jobs = (*queue.Client)(nil)
+
+// Service creates and reads reports.
+type Service struct {
+	db    *database.DB
+	st    store
+	jobs  Jobs
+	blobs *blobs.Store
+	now   func() time.Time
+}
+
+// NewService returns a service over db that enqueues report.generate
+// jobs on jobs and serves CSVs from blobs. now nil means time.Now.
+func NewService(db *database.DB, jobs Jobs, blobs *blobs.Store, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{db: db, st: store{db}, jobs: jobs, blobs: blobs, now: now}
+}
+
+// Created identifies a newly requested report and its job.
+type Created struct {
+	ReportID int64
+	JobID    int64
+}
+
+// generateArgs are the arguments of a report.generate job.
+type generateArgs struct {
+	ReportID int64 `json:"report_id"`
+}
+
+// Validate checks the report id.
+func (a *generateArgs) Validate() error {
+	if a.ReportID < 1 {
+		return fmt.Errorf("report_id must be a positive integer, got %d", a.ReportID)
+	}
+	return nil
+}
+
+// Create validates p (a *[ValidationError] when bad), then stores the
+// report and enqueues its report.generate job in one transaction: both
+// exist or neither does.
+func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
+	if err := p.Normalize(); err != nil {
+		return Created{}, err
+	}
+	params, err := json.Marshal(p)
+	if err != nil {
+		return Created{}, fmt.Errorf("encode report parameters: %w", err)
+	}
+	now := s.now().UTC().Truncate(time.Microsecond)
+	var c Created
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		id, err := s.st.insert(ctx, tx, p.Kind, params, now)
+		if err != nil {
+			return err
+		}
+		args, err := json.Marshal(generateArgs{ReportID: id})
+		if err != nil {
+			return fmt.Errorf("encode job arguments: %w", err)
+		}
+		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindGenerate, Args: args})
+		if err != nil {
+			return fmt.Errorf("enqueue %s for report %d: %w", KindGenerate, id, err)
+		}
+		if len(res) != 1 || res[0].Job == nil {
+			return fmt.Errorf("enqueue %s for report %d: the engine returned %d results", KindGenerate, id, len(res))
+		}
+		c = Created{ReportID: id, JobID: res[0].Job.ID}
+		return s.st.setJob(ctx, tx, id, c.JobID)
+	})
+	if err != nil {
+		return Created{}, fmt.Errorf("create report: %w", err)
+	}
+	return c, nil
+}
+
+// Status is a report with its job. Job is nil when the job no longer
+// exists (finished jobs are pruned after a while; reports stay).
+type Status struct {
+	Report Report
+	Job    *queue.Job
+}
+
+// Get returns the report with the id and its job ([ErrNotFound] if there
+// is no such report).
+func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
+	r, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Status{}, err
+	}
+	j, err := s.jobs.Get(ctx, r.JobID)
+	if errors.Is(err, queue.ErrNotFound) {
+		return Status{Report: r}, nil
+	}
+	if err != nil {
+		return Status{}, fmt.Errorf("report %d: %w", id, err)
+	}
+	return Status{Report: r, Job: j}, nil
+}
+
+// Download returns the report with the id if its CSV is ready:
+// [ErrNotFound] for an unknown report, [ErrNotReady] for one still being
+// generated.
+func (s *Service) Download(ctx context.Context, id int64) (Report, error) {
+	r, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Report{}, err
+	}
+	if !r.Complete() {
+		return Report{}, fmt.Errorf("report %d: %w", id, ErrNotReady)
+	}
+	return r, nil
+}
+
+// Blobs returns the store the CSVs are kept in.
+func (s *Service) Blobs() *blobs.Store { return s.blobs }
+
+// DownloadPath is the API path of report id's CSV.
+func DownloadPath(id int64) string { return fmt.Sprintf("/api/v1/reports/%d/download", id) }
+
+// filename is the download name of r's CSV.
+func filename(r Report) string {
+	return fmt.Sprintf("report-%d-%s-by-%s.csv", r.ID, r.Params.Kind, r.Params.GroupBy)
+}
