@@ -113,8 +113,14 @@ func (g *generator) work(ctx context.Context, job *queue.Job, args generateArgs)
 }
 
 // discard deletes blob id, unfinished file of report reportID, and
-// clears the report's reference to it.
+// clears the report's reference to it. A blob that turns out to be a
+// finished report's file (a commit reported as failed that did happen)
+// is kept.
 func (g *generator) discard(ctx context.Context, reportID int64, id string) error {
+	finished, err := g.st.isFinishedFile(ctx, id)
+	if err != nil || finished {
+		return err
+	}
 	if err := g.blobs.Delete(ctx, id); err != nil && !errors.Is(err, blobs.ErrNotFound) {
 		return err
 	}

@@ -86,6 +86,17 @@ func (s store) unlinkBlob(ctx context.Context, id int64, blobID string) error {
 	return nil
 }
 
+// isFinishedFile reports whether blob id is the file of a finished
+// report.
+func (s store) isFinishedFile(ctx context.Context, blobID string) (bool, error) {
+	var n int
+	err := s.db.W.QueryRowContext(ctx, s.db.Rebind(`SELECT count(*) FROM reports WHERE blob_id = ? AND completed_at IS NOT NULL`), blobID).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("look up the report of file %s: %w", blobID, err)
+	}
+	return n > 0, nil
+}
+
 // complete marks report id finished with its file and row count, provided
 // it is unfinished and still linked to blobID.
 func (s store) complete(ctx context.Context, tx *sql.Tx, id int64, blobID string, rows int64, now time.Time) error {
