@@ -59,6 +59,17 @@ type Config struct {
 	Idempotency func(http.Handler) http.Handler
 	// Modules are the feature modules served besides jobs and queues.
 	Modules []Module
+	// Observers are told of every request (metrics, slow-request log).
+	Observers []Observer
+}
+
+// Observer is told when a request starts and when it is done, with the
+// route pattern that matched ("GET /api/v1/users/{id}", or "unmatched";
+// never the raw path), the status and the duration. Calls are
+// synchronous, on the request's goroutine: keep them cheap.
+type Observer interface {
+	RequestStarted()
+	RequestDone(ctx context.Context, method, route string, status int, d time.Duration)
 }
 
 // API is the HTTP API as an http.Handler.
@@ -115,7 +126,7 @@ func New(cfg Config) (*API, error) {
 		return nil, fmt.Errorf("httpapi: encode OpenAPI document: %w", err)
 	}
 	a.doc = append(b, '\n')
-	a.handler = withRequest(a.log, withAccessLog(withBodyLimit(cfg.BodyLimit, problemMux(a.mux))))
+	a.handler = withRequest(a.log, withAccessLog(cfg.Observers, withBodyLimit(cfg.BodyLimit, problemMux(a.mux))))
 	return a, nil
 }
 

@@ -106,10 +106,14 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // withAccessLog logs one line per request with the route pattern (never
 // the raw path, which may hold ids or secrets), the status and the
-// duration. It also recovers panics into a 500 problem.
-func withAccessLog(next http.Handler) http.Handler {
+// duration, and tells the observers. It also recovers panics into a 500
+// problem.
+func withAccessLog(obs []Observer, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		for _, o := range obs {
+			o.RequestStarted()
+		}
 		rt := &route{pattern: "unmatched"}
 		r = r.WithContext(context.WithValue(r.Context(), keyRoute, rt))
 		sw := &statusWriter{ResponseWriter: w}
@@ -123,9 +127,16 @@ func withAccessLog(next http.Handler) http.Handler {
 					WriteError(sw, r, &Error{Code: CodeInternal, Err: fmt.Errorf("panic: %v", v)})
 				}
 			}
+			d := time.Since(start)
+			if !sw.wrote {
+				sw.status = http.StatusOK // a handler that wrote nothing sent 200
+			}
 			Logger(r.Context()).Info("request",
 				"method", r.Method, "route", rt.pattern, "status", sw.status,
-				"duration", time.Since(start).String())
+				"duration", d.String())
+			for _, o := range obs {
+				o.RequestDone(r.Context(), r.Method, rt.pattern, sw.status, d)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -3,10 +3,14 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -348,5 +352,53 @@ func TestDocDescribesScopesAndIdempotency(t *testing.T) {
 	}
 	if m := a.DocMismatches(); len(m) != 0 {
 		t.Errorf("mismatches: %v", m)
+	}
+}
+
+// recordingObserver records what the API tells observers.
+type recordingObserver struct {
+	mu      sync.Mutex
+	started int
+	done    []string
+}
+
+func (o *recordingObserver) RequestStarted() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.started++
+}
+
+func (o *recordingObserver) RequestDone(ctx context.Context, method, route string, status int, d time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if d <= 0 || RequestID(ctx) == "" {
+		route = "bad duration or no request id: " + route
+	}
+	o.done = append(o.done, fmt.Sprintf("%s|%s|%d", method, route, status))
+}
+
+func TestObserversSeeRoutePatterns(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, make(chan struct{}))
+	obs := &recordingObserver{}
+	a, err := New(Config{Jobs: c, Observers: []Observer{obs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	for _, path := range []string{"/api/v1/jobs/77", "/api/v1/kinds", "/nowhere/123"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	want := []string{"GET|GET /api/v1/jobs/{id}|404", "GET|GET /api/v1/kinds|200", "GET|unmatched|404"}
+	if obs.started != 3 || !slices.Equal(obs.done, want) {
+		t.Errorf("started %d, done %q; want 3, %q", obs.started, obs.done, want)
 	}
 }
