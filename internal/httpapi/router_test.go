@@ -402,3 +402,33 @@ func TestObserversSeeRoutePatterns(t *testing.T) {
 		t.Errorf("started %d, done %q; want 3, %q", obs.started, obs.done, want)
 	}
 }
+
+func TestProblemCodesDocumented(t *testing.T) {
+	t.Parallel()
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Enum []string `json:"enum"`
+						} `json:"code"`
+					} `json:"properties"`
+				} `json:"Problem"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var codes []string
+	for c := range codeStatus {
+		codes = append(codes, string(c))
+	}
+	documented := doc.Components.Schemas.Problem.Properties.Code.Enum
+	slices.Sort(codes)
+	slices.Sort(documented)
+	if !slices.Equal(codes, documented) {
+		t.Errorf("Problem.code enum %v, error codes %v", documented, codes)
+	}
+}
