@@ -1,0 +1,259 @@
+// Package orders serves the orders of users over the HTTP API. Creating
+// an order enqueues its confirm job (kind [KindConfirm]) in the same
+// database transaction, so either both exist or neither does.
+package orders
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// Limits on order fields.
+const (
+	// MaxAmountCents is the largest amount, in minor units.
+	MaxAmountCents = 1_000_000_000_000
+	// MaxNote is the longest note, in characters.
+	MaxNote = 1000
+)
+
+// Jobs is what orders need of the job engine; *queue.Client satisfies
+// it. tx is the *sql.Tx of the order's transaction.
+type Jobs interface {
+	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+}
+
+var _ Jobs = (*queue.Client)(nil)
+
+// FieldError names one unacceptable field and says what is wrong with it.
+type FieldError struct {
+	Field   string
+	Message string
+}
+
+// ValidationError lists every unacceptable field of one request.
+type ValidationError struct {
+	Fields []FieldError
+}
+
+func (e *ValidationError) Error() string {
+	msgs := make([]string, len(e.Fields))
+	for i, f := range e.Fields {
+		msgs[i] = f.Field + ": " + f.Message
+	}
+	return "invalid order: " + strings.Join(msgs, "; ")
+}
+
+// CreateInput is a new order as a client sent it; nil means absent.
+type CreateInput struct {
+	UserID      *int64
+	AmountCents *int64
+	Currency    string
+	Note        string
+}
+
+// PatchInput changes the fields that are not nil. Status may only become
+// "cancelled".
+type PatchInput struct {
+	Note   *string
+	Status *string
+}
+
+// Created is a new order and the id of its confirm job.
+type Created struct {
+	Order        Order
+	ConfirmJobID int64
+}
+
+// Service applies the rules of orders over a [Store].
+type Service struct {
+	db    *database.DB
+	store *Store
+	jobs  Jobs
+	now   func() time.Time
+}
+
+// NewService returns a service on s that enqueues confirm jobs with jobs
+// in transactions of db; now is its clock (nil means time.Now).
+func NewService(db *database.DB, s *Store, jobs Jobs, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{db: db, store: s, jobs: jobs, now: now}
+}
+
+// timestamp is the clock in UTC at the databases' precision.
+func (s *Service) timestamp() time.Time {
+	return s.now().UTC().Truncate(time.Microsecond)
+}
+
+// ValidateCreate checks in and returns the order it describes (without
+// id, status or times); every bad field is listed in one
+// *[ValidationError].
+func ValidateCreate(in CreateInput) (Order, error) {
+	var v validator
+	var o Order
+	switch {
+	case in.UserID == nil:
+		v.bad("user_id", "is required")
+	case *in.UserID < 1:
+		v.bad("user_id", "must be a positive integer")
+	default:
+		o.UserID = *in.UserID
+	}
+	switch {
+	case in.AmountCents == nil:
+		v.bad("amount_cents", "is required")
+	case *in.AmountCents < 0 || *in.AmountCents > MaxAmountCents:
+		v.bad("amount_cents", fmt.Sprintf("must be an integer from 0 to %d", int64(MaxAmountCents)))
+	default:
+		o.AmountCents = *in.AmountCents
+	}
+	switch {
+	case in.Currency == "":
+		v.bad("currency", "is required")
+	case !isCurrency(in.Currency):
+		v.bad("currency", "must be three upper-case letters (an ISO 4217 code such as EUR)")
+	default:
+		o.Currency = in.Currency
+	}
+	o.Note = v.note(in.Note)
+	return o, v.err()
+}
+
+// ValidatePatch checks the fields in sets.
+func ValidatePatch(in PatchInput) error {
+	var v validator
+	if in.Note != nil {
+		v.note(*in.Note)
+	}
+	if in.Status != nil && *in.Status != string(StatusCancelled) {
+		v.bad("status", `can only be set to "cancelled"`)
+	}
+	return v.err()
+}
+
+// Create validates in, then stores the order and enqueues its confirm job
+// in one transaction. Errors: *[ValidationError] (a user that does not
+// exist names user_id); anything else is internal, and then neither the
+// order nor the job exists.
+func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
+	o, err := ValidateCreate(in)
+	if err != nil {
+		return Created{}, err
+	}
+	now := s.timestamp()
+	o.Status, o.CreatedAt, o.UpdatedAt = StatusPending, now, now
+	var jobID int64
+	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := s.store.Insert(ctx, tx, &o); err != nil {
+			return err
+		}
+		args, err := json.Marshal(ConfirmArgs{OrderID: o.ID})
+		if err != nil {
+			return fmt.Errorf("encode %s args: %w", KindConfirm, err)
+		}
+		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindConfirm, Args: args})
+		if err != nil {
+			return fmt.Errorf("enqueue %s job: %w", KindConfirm, err)
+		}
+		if len(res) != 1 || res[0].Job == nil {
+			return fmt.Errorf("enqueue %s job: the engine returned %d results", KindConfirm, len(res))
+		}
+		jobID = res[0].Job.ID
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, ErrUnknownUser) {
+			return Created{}, &ValidationError{Fields: []FieldError{{"user_id", "no user has this id"}}}
+		}
+		return Created{}, fmt.Errorf("create order: %w", err)
+	}
+	return Created{Order: o, ConfirmJobID: jobID}, nil
+}
+
+// Get returns order id; a missing order is [ErrNotFound] (wrapped).
+func (s *Service) Get(ctx context.Context, id int64) (Order, error) {
+	return s.store.Get(ctx, id)
+}
+
+// List returns a page of orders, newest first.
+func (s *Service) List(ctx context.Context, p ListParams) ([]Order, error) {
+	return s.store.List(ctx, p)
+}
+
+// Update changes the fields in sets and returns the order. A cancelled
+// order cannot change ([ErrCancelled]); a pending or confirmed one may be
+// cancelled. Errors: *[ValidationError], [ErrNotFound], [ErrCancelled]
+// (wrapped). A patch that sets nothing returns the order unchanged.
+func (s *Service) Update(ctx context.Context, id int64, in PatchInput) (Order, error) {
+	if err := ValidatePatch(in); err != nil {
+		return Order{}, err
+	}
+	if in.Note == nil && in.Status == nil {
+		return s.store.Get(ctx, id)
+	}
+	var status *Status
+	if in.Status != nil {
+		st := Status(*in.Status)
+		status = &st
+	}
+	return s.store.Update(ctx, id, in.Note, status, s.timestamp())
+}
+
+// Delete removes order id; a missing order is [ErrNotFound] (wrapped).
+// Its confirm job, if it has not run yet, then fails permanently.
+func (s *Service) Delete(ctx context.Context, id int64) error {
+	return s.store.Delete(ctx, id)
+}
+
+// isCurrency reports whether s has the shape of an ISO 4217 code.
+func isCurrency(s string) bool {
+	if len(s) != 3 {
+		return false
+	}
+	for i := range 3 {
+		if s[i] < 'A' || s[i] > 'Z' {
+			return false
+		}
+	}
+	return true
+}
+
+// validator collects field errors.
+type validator struct {
+	fields []FieldError
+}
+
+func (v *validator) bad(field, msg string) {
+	v.fields = append(v.fields, FieldError{field, msg})
+}
+
+func (v *validator) err() error {
+	if len(v.fields) == 0 {
+		return nil
+	}
+	return &ValidationError{Fields: v.fields}
+}
+
+// note records what is wrong with a note, if anything, and returns it.
+func (v *validator) note(s string) string {
+	switch {
+	case !utf8.ValidString(s):
+		v.bad("note", "must be UTF-8 text")
+	case utf8.RuneCountInString(s) > MaxNote:
+		v.bad("note", fmt.Sprintf("must be at most %d characters", MaxNote))
+	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+		v.bad("note", "must not contain control characters other than newline and tab")
+	}
+	return s
+}
