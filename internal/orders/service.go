@@ -45,6 +45,7 @@ type ValidationError struct {
 	Fields []FieldError
 }
 
+// Error lists the bad fields and what is wrong with each.
 func (e *ValidationError) Error() string {
 	msgs := make([]string, len(e.Fields))
 	for i, f := range e.Fields {

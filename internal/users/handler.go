@@ -72,7 +72,9 @@ type timestamp time.Time
 
 // MarshalJSON implements json.Marshaler.
 func (t timestamp) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, len(`"2006-01-02T15:04:05.000000Z"`))
+	// AppendFormat writes nine fractional digits before it cuts them to
+	// six: leave room for them.
+	b := make([]byte, 0, len(`"2006-01-02T15:04:05.000000000Z"`))
 	b = append(b, '"')
 	b = time.Time(t).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
 	return append(b, '"'), nil
