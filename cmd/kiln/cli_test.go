@@ -295,33 +295,69 @@ func TestServe(t *testing.T) {
 		}
 	}
 
-	// serve mounts the API: a job inserted over HTTP is worked, and
-	// errors are problems.
-	resp, err := client.Post("http://"+m[1]+"/api/v1/jobs", "application/json", strings.NewReader(`{"kind":"noop"}`))
+	// Without a token the API answers 401 and says how to get one;
+	// serve printed the command.
+	if !strings.Contains(s.stdout.String(), "kiln token create --scope admin --db "+db) {
+		t.Errorf("serve does not say how to create a first token:\n%s", s.stdout)
+	}
+	resp, err := client.Get("http://" + m[1] + "/api/v1/jobs")
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), "kiln token create") {
+		t.Errorf("GET /api/v1/jobs without a token: %d %s", resp.StatusCode, body)
+	}
+	token := strings.TrimSpace(mustKiln(t, "token", "create", "--scope", "write", "--db", db))
+	do := func(method, path, body string) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, "http://"+m[1]+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+
+	// serve mounts the API: a job inserted over HTTP is worked, and
+	// errors are problems.
+	resp = do("POST", "/api/v1/jobs", `{"kind":"noop"}`)
 	loc := resp.Header.Get("Location")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated || !strings.HasPrefix(loc, "/api/v1/jobs/") {
 		t.Fatalf("POST /api/v1/jobs: %d, Location %q", resp.StatusCode, loc)
 	}
 	waitFor(t, 30*time.Second, func() string { return "the API's job to complete\n" + s.stderr.String() }, func() (bool, error) {
-		resp, err := client.Get("http://" + m[1] + loc)
-		if err != nil {
-			return false, err
-		}
+		resp := do("GET", loc, "")
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		return strings.Contains(string(body), `"state":"completed"`), err
 	})
-	resp, err = client.Get("http://" + m[1] + "/api/v1/nope")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp = do("GET", "/api/v1/nope", "")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Errorf("unknown route: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	// A write token may not pause queues.
+	resp = do("POST", "/api/v1/queues/default/pause", "")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("pause with a write token: %d", resp.StatusCode)
+	}
+	// Metrics need a token too, and count the API's requests by route.
+	resp = do("GET", "/metrics", "")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `kiln_http_request_duration_seconds_count{method="POST",route="/api/v1/jobs",status="201"} 1`) {
+		t.Errorf("GET /metrics: %d\n%s", resp.StatusCode, body)
 	}
 
 	// serve works jobs too.

@@ -108,7 +108,9 @@ func childEnv(dir string, extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "TMPDIR="+dir, "GORACE="+gorace)
+	// Tests run many serve processes at once: the admin listener takes
+	// a free port rather than everyone's 127.0.0.1:6060.
+	env = append(env, "TMPDIR="+dir, "GORACE="+gorace, "KILN_ADMIN_ADDR=127.0.0.1:0")
 	return append(env, extra...)
 }
 

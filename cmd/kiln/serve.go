@@ -14,8 +14,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kilnhq/kiln/internal/admin"
+	"github.com/kilnhq/kiln/internal/app"
 	"github.com/kilnhq/kiln/internal/httpapi"
-	"github.com/kilnhq/kiln/internal/jobkinds"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -111,18 +112,29 @@ func (f *engineFlags) check(g *globals) (map[string]queue.QueueConfig, *slog.Log
 
 func (f *engineFlags) config(s *store, qs map[string]queue.QueueConfig, log *slog.Logger) queue.Config {
 	w := queue.NewWorkers()
-	jobkinds.Register(w)
+	app.RegisterKinds(w, s.app)
 	return queue.Config{
 		Driver: s.driver, Workers: w, Queues: qs, ID: f.id, Logger: log,
 		LeaseDuration: f.lease, PollInterval: f.pollInterval, JobTimeout: f.jobTimeout,
 	}
 }
 
-// runEngine starts a client, calls during (if any) while it runs, and stops
-// it gracefully when ctx is done.
-func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(context.Context, *queue.Client, *slog.Logger) error) error {
+// engine is what runs while serve or worker is up.
+type engine struct {
+	client *queue.Client
+	store  *store
+	log    *slog.Logger
+	tel    *telemetry
+}
+
+// runEngine starts a client and its telemetry, calls during (if any) while
+// it runs, and stops both gracefully when ctx is done.
+func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlags, during func(context.Context, *engine) error) error {
 	qs, log, err := f.check(g)
 	if err != nil {
+		return err
+	}
+	if err := t.check(); err != nil {
 		return err
 	}
 	s, err := openStore(ctx, g.resolveDB(), true, log)
@@ -135,6 +147,11 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(cont
 	if err != nil {
 		return err
 	}
+	tel, err := t.start(c, log)
+	if err != nil {
+		return err
+	}
+	defer tel.stop()
 	if err := c.Start(ctx); err != nil {
 		return err
 	}
@@ -143,10 +160,14 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(cont
 		names = append(names, fmt.Sprintf("%s=%d", n, q.MaxWorkers))
 	}
 	sort.Strings(names)
-	log.Info("job engine started", "database", s.display, "queues", strings.Join(names, ","), "kinds", strings.Join(cfg.Workers.Kinds(), ","), "id", c.ID())
+	attrs := []any{"database", s.display, "queues", strings.Join(names, ","), "kinds", strings.Join(cfg.Workers.Kinds(), ","), "id", c.ID()}
+	if tel.admin != nil {
+		attrs = append(attrs, "admin", "http://"+tel.admin.Addr())
+	}
+	log.Info("job engine started", attrs...)
 	var runErr error
 	if during != nil {
-		runErr = during(ctx, c, log)
+		runErr = during(ctx, &engine{client: c, store: s, log: log, tel: tel})
 	} else {
 		<-ctx.Done()
 	}
@@ -162,28 +183,33 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, during func(cont
 
 func newWorkerCmd(g *globals) *cobra.Command {
 	f := &engineFlags{}
+	t := &telemetryFlags{}
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Work jobs without serving HTTP",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runEngine(cmd.Context(), g, f, nil)
+			return runEngine(cmd.Context(), g, f, t, nil)
 		},
 	}
 	f.register(cmd)
+	t.register(cmd, "")
 	return cmd
 }
 
 func newServeCmd(g *globals) *cobra.Command {
 	f := &engineFlags{}
+	t := &telemetryFlags{}
 	var addr string
-	var unauthenticatedAPI bool
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve HTTP and work jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, _, err := f.check(g); err != nil {
+				return err
+			}
+			if err := t.check(); err != nil {
 				return err
 			}
 			// Listen before the engine starts: a taken port must not first
@@ -193,31 +219,45 @@ func newServeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			defer ln.Close()
-			return runEngine(cmd.Context(), g, f, func(ctx context.Context, c *queue.Client, log *slog.Logger) error {
-				if unauthenticatedAPI {
-					log.Warn("the API has no authentication yet and --unauthenticated-api serves it to every host that can reach " + addr)
-				}
-				return serveHTTP(ctx, ln, c, log, g, unauthenticatedAPI)
+			return runEngine(cmd.Context(), g, f, t, func(ctx context.Context, e *engine) error {
+				return serveHTTP(ctx, ln, e, g)
 			})
 		},
 	}
 	f.register(cmd)
+	t.register(cmd, admin.DefaultAddr)
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve HTTP on")
-	cmd.Flags().BoolVar(&unauthenticatedAPI, "unauthenticated-api", false, "serve the API (which has no tokens yet) to other hosts, not only to this machine")
 	return cmd
 }
 
-// serveHTTP serves the health endpoints and the API (under /api/v1) on ln
-// until ctx is done, then lets in-flight requests finish.
-//
-// Until the API has tokens, /api/ answers only requests from this machine
-// (a loopback peer) unless unauthenticatedAPI is set: anyone who can reach
-// the port could otherwise cancel, delete and pause jobs.
-func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.Logger, g *globals, unauthenticatedAPI bool) error {
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Logger: log})
+// serveHTTP serves the health endpoints, the metrics and the API (under
+// /api/v1) on ln until ctx is done, then lets in-flight requests finish.
+// Every API route needs a token; health checks need none.
+func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals) error {
+	c, log := e.client, e.log
+	a, err := app.New(app.Config{
+		Jobs: c, DB: e.store.app, Logger: log,
+		Metrics: e.tel.metrics, Slow: e.tel.slow, Monitor: e.tel.monitor,
+	})
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if err := a.Close(); err != nil {
+			log.Warn("close token service", "err", err)
+		}
+	}()
+	bg, stopBG := context.WithCancel(context.Background())
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		a.Run(bg)
+	}()
+	defer func() {
+		stopBG()
+		<-bgDone
+	}()
+	api := a.API
 	api.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintln(w, `{"status":"ok"}`)
@@ -227,6 +267,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.
 		rctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		cur, latest, err := c.Driver().SchemaVersion(rctx)
+		var appErr error
+		if err == nil {
+			appErr = e.store.app.Check(rctx)
+		}
 		switch {
 		case ctx.Err() != nil:
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -237,16 +281,23 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.
 		case cur != latest:
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, `{"status":"schema version %d, want %d"}`+"\n", cur, latest)
+		case appErr != nil:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, `{"status":"application schema not current"}`)
 		default:
 			fmt.Fprintln(w, `{"status":"ready"}`)
 		}
 	}))
-	var h http.Handler = api
-	if !unauthenticatedAPI {
-		h = localAPIOnly(api)
+	if e.tel.metrics != nil {
+		api.HandleScoped("GET /metrics", httpapi.ScopeRead, e.tel.metrics.Handler())
 	}
-	srv := httpapi.NewServer(h, log)
+	srv := httpapi.NewServer(api, log)
 	fmt.Fprintf(g.stdout, "kiln listening on http://%s (database: %s)\n", displayAddr(ln.Addr()), c.Driver().Name()+" "+dbPath(c))
+	if n, err := a.Tokens.Count(ctx); err != nil {
+		log.Warn("count API tokens", "err", err)
+	} else if n == 0 {
+		fmt.Fprintf(g.stdout, "no API tokens yet: every /api/v1 route answers 401. Create one with:\n  kiln token create --scope admin%s\n", dbFlagHint(g))
+	}
 	if err := httpapi.Serve(ctx, srv, ln, 10*time.Second); err != nil {
 		if ctx.Err() == nil {
 			return err
@@ -254,6 +305,21 @@ func serveHTTP(ctx context.Context, ln net.Listener, c *queue.Client, log *slog.
 		log.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// dbFlagHint repeats the database flags the user gave, so that a printed
+// command works against the same database.
+func dbFlagHint(g *globals) string {
+	switch {
+	case strings.TrimSpace(g.db) != "":
+		if strings.Contains(strings.ToLower(g.db), "://") && !strings.HasPrefix(strings.ToLower(g.db), "sqlite://") {
+			return " --db '" + redact(g.db) + "'"
+		}
+		return " --db " + g.db
+	case g.dataDir != "./kiln-data" && g.dataDir != "kiln-data":
+		return " --data-dir " + g.dataDir
+	}
+	return ""
 }
 
 // dbPath says where the client's database is: a SQLite file's path, or
@@ -278,26 +344,4 @@ func displayAddr(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
-}
-
-// localAPIOnly refuses /api/ requests whose peer is not a loopback address
-// with a 403 problem; health checks stay open to every peer.
-func localAPIOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasPrefix(r.URL.Path, "/api/") && !loopbackPeer(r.RemoteAddr) {
-			httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeForbidden,
-				"the API has no authentication yet, so it answers only requests from this machine; start kiln serve with --unauthenticated-api to serve other hosts"))
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func loopbackPeer(remoteAddr string) bool {
-	host, _, err := net.SplitHostPort(remoteAddr)
-	if err != nil {
-		host = remoteAddr
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -1,43 +1,38 @@
 package main
 
 import (
-	"net/http"
-	"net/http/httptest"
-	"strings"
 	"testing"
 )
 
-// TestLocalAPIOnly: until the API has tokens, only this machine may call
-// it; health checks answer everyone.
-func TestLocalAPIOnly(t *testing.T) {
-	ok := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	h := localAPIOnly(ok)
-	for _, tc := range []struct {
-		peer, path string
-		want       int
-	}{
-		{"127.0.0.1:5000", "/api/v1/jobs", http.StatusNoContent},
-		{"[::1]:5000", "/api/v1/queues", http.StatusNoContent},
-		{"10.1.2.3:5000", "/api/v1/jobs", http.StatusForbidden},
-		{"[2001:db8::1]:443", "/api/v1/jobs/1", http.StatusForbidden},
-		{"garbage", "/api/v1/jobs", http.StatusForbidden},
-		{"10.1.2.3:5000", "/healthz", http.StatusNoContent},
-		{"10.1.2.3:5000", "/readyz", http.StatusNoContent},
+func TestParseBytes(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int64{
+		"": 0, "1": 1, "512MiB": 512 << 20, "2GiB": 2 << 30, " 3 KiB ": 3 << 10, "10B": 10, "1TiB": 1 << 40,
 	} {
-		r := httptest.NewRequest(http.MethodGet, tc.path, nil)
-		r.RemoteAddr = tc.peer
-		w := httptest.NewRecorder()
-		h.ServeHTTP(w, r)
-		if w.Code != tc.want {
-			t.Errorf("%s %s: status %d, want %d", tc.peer, tc.path, w.Code, tc.want)
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
 		}
-		if w.Code == http.StatusForbidden {
-			if ct := w.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/problem+json") {
-				t.Errorf("%s %s: content type %q, want problem+json", tc.peer, tc.path, ct)
-			}
-			if !strings.Contains(w.Body.String(), "--unauthenticated-api") {
-				t.Errorf("403 body does not say how to allow other hosts: %s", w.Body)
-			}
+	}
+	for _, bad := range []string{"0", "-1", "1.5GiB", "GiB", "12MB", "lots", "9999999999TiB"} {
+		if _, err := parseBytes(bad); err == nil {
+			t.Errorf("parseBytes(%q) accepted", bad)
+		}
+	}
+}
+
+func TestDBFlagHint(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		g    globals
+		want string
+	}{
+		{globals{dataDir: "./kiln-data"}, ""},
+		{globals{dataDir: "/srv/kiln"}, " --data-dir /srv/kiln"},
+		{globals{db: "/tmp/x.db", dataDir: "./kiln-data"}, " --db /tmp/x.db"},
+		{globals{db: "postgres://u:secret@h/db", dataDir: "./kiln-data"}, " --db 'postgres://u:xxxxx@h/db'"},
+	} {
+		if got := dbFlagHint(&tc.g); got != tc.want {
+			t.Errorf("dbFlagHint(%+v) = %q, want %q", tc.g, got, tc.want)
 		}
 	}
 }

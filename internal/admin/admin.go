@@ -62,6 +62,9 @@ type Options struct {
 	Token string
 	// Recorder serves GET /debug/flightrecorder; nil answers 404.
 	Recorder Recorder
+	// Metrics, if set, is served at GET /metrics (Prometheus), so that a
+	// process without the API (kiln worker) can be scraped too.
+	Metrics http.Handler
 	// Logger receives the listener's start, failed authentications and
 	// server errors (default: discard).
 	Logger *slog.Logger
@@ -85,6 +88,7 @@ type Server struct {
 	addr          string
 	token         *[sha256.Size]byte // nil: no authentication
 	rec           Recorder
+	metrics       http.Handler
 	log           *slog.Logger
 	mutexFraction int
 	blockRate     int
@@ -121,6 +125,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{
 		addr:          opts.Addr,
 		rec:           opts.Recorder,
+		metrics:       opts.Metrics,
 		log:           opts.Logger,
 		mutexFraction: opts.MutexFraction,
 		blockRate:     opts.BlockRate,
@@ -164,6 +169,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	mux.HandleFunc("GET /debug/heap", s.heap)
 	mux.HandleFunc("GET /debug/flightrecorder", s.flightRecorder)
+	if s.metrics != nil {
+		mux.Handle("GET /metrics", s.metrics)
+	}
 	var h http.Handler = mux
 	h = s.authenticate(h)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -212,6 +220,7 @@ const indexText = `kiln admin
 /debug/pprof/symbol             symbol lookup
 /debug/heap                     heap snapshot download (forces a GC first)
 /debug/flightrecorder           flight recorder's recent trace (go tool trace)
+/metrics                        Prometheus metrics (when enabled)
 `
 
 func (s *Server) index(w http.ResponseWriter, _ *http.Request) {

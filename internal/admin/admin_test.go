@@ -361,3 +361,21 @@ func FuzzNew(f *testing.F) {
 		}
 	})
 }
+
+func TestMetricsRoute(t *testing.T) {
+	t.Parallel()
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "kiln_up 1\n")
+	})
+	_, base := start(t, Options{Addr: "127.0.0.1:0", Token: "s3cret", Metrics: metrics})
+	if resp, _ := fetch(t, base+"/metrics", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token: %d", resp.StatusCode)
+	}
+	if resp, body := fetch(t, base+"/metrics", "Bearer s3cret"); resp.StatusCode != 200 || string(body) != "kiln_up 1\n" {
+		t.Errorf("/metrics: %d %q", resp.StatusCode, body)
+	}
+	_, bare := start(t, Options{Addr: "127.0.0.1:0"})
+	if resp, _ := fetch(t, bare+"/metrics", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics without a metrics handler: %d", resp.StatusCode)
+	}
+}

@@ -179,6 +179,12 @@ func (a *API) handle(pattern string, h http.Handler) {
 // log, panic recovery and problem+json errors. It needs no token.
 func (a *API) Handle(pattern string, h http.Handler) { a.handle(pattern, h) }
 
+// HandleScoped registers a route outside the API's versioned surface
+// (GET /metrics) that needs a token with scope, like the API's own.
+func (a *API) HandleScoped(pattern string, scope Scope, h http.Handler) {
+	a.handle(pattern, withAuth(a.auth, scope, h))
+}
+
 // Doc returns the OpenAPI document of every registered route.
 func (a *API) Doc() []byte { return a.doc }
 

@@ -1,0 +1,202 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kilnhq/kiln/internal/admin"
+	"github.com/kilnhq/kiln/internal/metrics"
+	"github.com/kilnhq/kiln/internal/monitor"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// telemetryFlags are the observability settings of serve and worker.
+type telemetryFlags struct {
+	metrics        bool
+	monitor        bool
+	schedThreshold time.Duration
+	slowRequest    time.Duration
+	slowJob        time.Duration
+	traceDir       string
+	adminAddr      string
+	adminToken     string
+	mutexFraction  int
+	blockRate      int
+	memoryLimit    string
+}
+
+func (t *telemetryFlags) register(cmd *cobra.Command, adminDefault string) {
+	fl := cmd.Flags()
+	fl.BoolVar(&t.metrics, "metrics", true, "collect Prometheus metrics (GET /metrics on the API with a read token, and on the admin listener)")
+	fl.BoolVar(&t.monitor, "runtime-monitor", true, "sample the Go runtime (scheduler latency, heap, GC) and warn on scheduler lag")
+	fl.DurationVar(&t.schedThreshold, "sched-latency-threshold", 100*time.Millisecond, "warn when the p99 scheduler latency of a 1s window exceeds this (0: never)")
+	fl.DurationVar(&t.slowRequest, "slow-request", time.Second, "log requests slower than this (0: never)")
+	fl.DurationVar(&t.slowJob, "slow-job", time.Minute, "log job attempts that run longer than this (0: never)")
+	fl.StringVar(&t.traceDir, "trace-dir", "", "keep a flight-recorder trace of the last seconds and save it here on slow events (empty: off)")
+	fl.StringVar(&t.adminAddr, "admin-addr", adminDefault, `admin listener for pprof, heap snapshots and metrics ("" or "off": none)`)
+	fl.StringVar(&t.adminToken, "admin-token", "", "bearer token the admin listener requires (needed on a non-loopback address)")
+	fl.IntVar(&t.mutexFraction, "mutex-fraction", 0, "sample 1 in N mutex contention events for /debug/pprof/mutex (0: off)")
+	fl.IntVar(&t.blockRate, "block-rate", 0, "sample one blocking event per N ns blocked for /debug/pprof/block (0: off)")
+	fl.StringVar(&t.memoryLimit, "memory-limit", "", "soft memory limit for the Go runtime, like GOMEMLIMIT: 512MiB, 2GiB, or a byte count (empty: GOMEMLIMIT or none)")
+}
+
+// check validates the flags without side effects.
+func (t *telemetryFlags) check() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"--sched-latency-threshold", t.schedThreshold}, {"--slow-request", t.slowRequest}, {"--slow-job", t.slowJob}} {
+		if d.v < 0 {
+			return usagef("%s must not be negative, got %s", d.name, d.v)
+		}
+	}
+	if t.mutexFraction < 0 || t.blockRate < 0 {
+		return usagef("--mutex-fraction and --block-rate must not be negative")
+	}
+	if t.adminAddr == "off" {
+		t.adminAddr = ""
+	}
+	if t.adminAddr != "" {
+		if _, err := admin.New(admin.Options{Addr: t.adminAddr, Token: t.adminToken}); err != nil {
+			return usagef("--admin-addr: %v", err)
+		}
+	}
+	if _, err := parseBytes(t.memoryLimit); err != nil {
+		return usagef("--memory-limit: %v", err)
+	}
+	return nil
+}
+
+// parseBytes parses a GOMEMLIMIT-style size: a number of bytes with an
+// optional B, KiB, MiB, GiB or TiB suffix. Empty is 0 (no limit set).
+func parseBytes(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a size like 512MiB, 2GiB or a positive byte count", s)
+	}
+	return n * mult, nil
+}
+
+// disabledIfZero maps a flag's 0 ("never") to the monitor's Disabled.
+func disabledIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return monitor.Disabled
+	}
+	return d
+}
+
+// telemetry is the running observability of one process.
+type telemetry struct {
+	metrics  *metrics.Metrics  // nil when --metrics=false
+	monitor  *monitor.Monitor  // nil when --runtime-monitor=false
+	slow     *monitor.SlowLog  // always set
+	recorder *monitor.FlightRecorder
+	admin    *admin.Server
+	wg       sync.WaitGroup
+	cancel   context.CancelFunc
+}
+
+// start sets up telemetry for client c: metrics subscribe to its events
+// (so call start before c.Start), the runtime monitor and the admin
+// listener run until stop.
+func (t *telemetryFlags) start(c *queue.Client, log *slog.Logger) (*telemetry, error) {
+	if n, _ := parseBytes(t.memoryLimit); n > 0 {
+		debug.SetMemoryLimit(n)
+		log.Info("memory limit set", "bytes", n)
+	}
+	tel := &telemetry{}
+	if t.traceDir != "" {
+		rec, err := monitor.NewFlightRecorder(monitor.FROptions{Dir: t.traceDir})
+		if err != nil {
+			return nil, fmt.Errorf("--trace-dir: %w", err)
+		}
+		if err := rec.Start(); err != nil {
+			return nil, fmt.Errorf("start the flight recorder: %w", err)
+		}
+		tel.recorder = rec
+	}
+	tel.slow = monitor.NewSlowLog(monitor.SlowOptions{
+		RequestThreshold: disabledIfZero(t.slowRequest),
+		JobThreshold:     disabledIfZero(t.slowJob),
+		Logger:           log,
+		Recorder:         tel.recorder,
+	})
+	c.Subscribe(tel.slow.Job)
+	if t.metrics {
+		tel.metrics = metrics.New(metrics.Options{Queues: c, Logger: log})
+		c.Subscribe(tel.metrics.ObserveJobEvent)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tel.cancel = cancel
+	if t.monitor {
+		tel.monitor = monitor.New(monitor.Options{
+			SchedLatencyThreshold: disabledIfZero(t.schedThreshold),
+			Logger:                log,
+			OnLag:                 tel.slow.Lag,
+		})
+		tel.wg.Go(func() { tel.monitor.Run(ctx) })
+	}
+	if t.adminAddr != "" {
+		opts := admin.Options{Addr: t.adminAddr, Token: t.adminToken, Logger: log, MutexFraction: t.mutexFraction, BlockRate: t.blockRate}
+		if tel.recorder != nil {
+			opts.Recorder = tel.recorder
+		}
+		if tel.metrics != nil {
+			opts.Metrics = tel.metrics.Handler()
+		}
+		srv, err := admin.New(opts)
+		if err == nil {
+			err = srv.Listen()
+		}
+		if err != nil {
+			tel.stop()
+			return nil, fmt.Errorf("admin listener on %s: %w (set --admin-addr to another address, or off)", t.adminAddr, err)
+		}
+		tel.admin = srv
+		tel.wg.Go(func() {
+			if err := srv.Serve(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				log.Warn("admin listener stopped", "err", err)
+			}
+		})
+	}
+	return tel, nil
+}
+
+// stop ends the monitor and the admin listener and flushes the flight
+// recorder's pending saves.
+func (tel *telemetry) stop() {
+	if tel.cancel != nil {
+		tel.cancel()
+	}
+	tel.wg.Wait()
+	if tel.slow != nil {
+		tel.slow.Wait()
+	}
+	if tel.recorder != nil {
+		tel.recorder.Stop()
+	}
+}

@@ -1,0 +1,159 @@
+// Package app assembles kiln from its features: the job kinds every
+// process registers, and the HTTP API with its modules (users, orders,
+// reports, runtime figures), token authentication, Idempotency-Key
+// handling and request observers, all over one database. cmd/kiln calls
+// it, and so do the tests that need the whole API.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/blobs"
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/idempotency"
+	"github.com/kilnhq/kiln/internal/jobkinds"
+	"github.com/kilnhq/kiln/internal/metrics"
+	"github.com/kilnhq/kiln/internal/monitor"
+	"github.com/kilnhq/kiln/internal/orders"
+	"github.com/kilnhq/kiln/internal/reports"
+	"github.com/kilnhq/kiln/internal/tokens"
+	"github.com/kilnhq/kiln/internal/users"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// RegisterKinds registers every built-in job kind on w: the demo kinds and
+// the kinds of the features (order.confirm, report.generate).
+func RegisterKinds(w *queue.Workers, db *database.DB) {
+	jobkinds.Register(w)
+	orders.RegisterKinds(w, db)
+	reports.RegisterKinds(w, db, blobs.NewStore(db))
+}
+
+// Config configures [New].
+type Config struct {
+	// Jobs is the engine client, with [RegisterKinds] applied to its
+	// workers.
+	Jobs *queue.Client
+	DB   *database.DB
+	// Logger receives the API's logs; nil discards them.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// BodyLimit caps request bodies (default httpapi.DefaultBodyLimit).
+	BodyLimit int64
+	// NoAuth serves every route without a token: only for tests and for
+	// embedding behind a layer that authenticates.
+	NoAuth bool
+	// TokenCacheTTL bounds how long a revoked token keeps working in a
+	// process that verified it recently (default 5s).
+	TokenCacheTTL time.Duration
+	// Metrics, if set, observes every request.
+	Metrics *metrics.Metrics
+	// Slow, if set, logs slow requests.
+	Slow *monitor.SlowLog
+	// Monitor, if set, serves GET /api/v1/runtime.
+	Monitor *monitor.Monitor
+}
+
+// App is the assembled HTTP side of kiln.
+type App struct {
+	// API serves every route; mount health checks on it with Handle.
+	API         *httpapi.API
+	Tokens      *tokens.Service
+	Idempotency *idempotency.Store
+	Blobs       *blobs.Store
+}
+
+// New assembles the API.
+func New(cfg Config) (*App, error) {
+	if cfg.Jobs == nil || cfg.DB == nil {
+		return nil, errors.New("app: Config.Jobs and Config.DB are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	db := cfg.DB
+	a := &App{
+		Tokens:      tokens.NewService(tokens.NewStore(db), tokens.Options{Now: cfg.Now, CacheTTL: cfg.TokenCacheTTL, Logger: cfg.Logger}),
+		Idempotency: idempotency.NewStore(db, idempotency.Options{Now: cfg.Now, Logger: cfg.Logger}),
+		Blobs:       blobs.NewStore(db, blobs.WithClock(cfg.Now)),
+	}
+	hc := httpapi.Config{
+		Jobs:        cfg.Jobs,
+		Logger:      cfg.Logger,
+		BodyLimit:   cfg.BodyLimit,
+		Idempotency: a.Idempotency.Middleware,
+		Modules: []httpapi.Module{
+			users.NewHandler(users.NewService(users.NewStore(db), cfg.Now)),
+			orders.NewHandler(orders.NewService(db, orders.NewStore(db), cfg.Jobs, cfg.Now)),
+			reports.NewHandler(reports.NewService(db, cfg.Jobs, a.Blobs, cfg.Now)),
+		},
+	}
+	if cfg.Monitor != nil {
+		hc.Modules = append(hc.Modules, cfg.Monitor.Module())
+	}
+	if cfg.Metrics != nil {
+		hc.Observers = append(hc.Observers, metricsObserver{cfg.Metrics})
+	}
+	if cfg.Slow != nil {
+		hc.Observers = append(hc.Observers, slowObserver{cfg.Slow})
+	}
+	if !cfg.NoAuth {
+		hc.Auth = a.Tokens
+	}
+	api, err := httpapi.New(hc)
+	if err != nil {
+		_ = a.Tokens.Close()
+		return nil, err
+	}
+	a.API = api
+	return a, nil
+}
+
+// Run does the API's background work until ctx is done: pruning expired
+// idempotency keys, and deleting blobs that an interrupted upload or
+// report left incomplete for a day.
+func (a *App) Run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Idempotency.Run(ctx)
+	}()
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			<-done
+			return
+		case <-t.C:
+			_, _ = a.Blobs.PurgeIncomplete(ctx, time.Now().Add(-24*time.Hour))
+		}
+	}
+}
+
+// Close waits for the token service's pending writes (last use times).
+// Call it after the HTTP server has stopped and before the database
+// closes.
+func (a *App) Close() error { return a.Tokens.Close() }
+
+type metricsObserver struct{ m *metrics.Metrics }
+
+func (o metricsObserver) RequestStarted() { o.m.RequestStarted() }
+func (o metricsObserver) RequestDone(_ context.Context, method, route string, status int, d time.Duration) {
+	o.m.RequestDone(method, route, status, d)
+}
+
+type slowObserver struct{ s *monitor.SlowLog }
+
+func (slowObserver) RequestStarted() {}
+func (o slowObserver) RequestDone(ctx context.Context, method, route string, status int, d time.Duration) {
+	o.s.Request(ctx, httpapi.RequestID(ctx), method, route, status, d)
+}
