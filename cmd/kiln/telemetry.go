@@ -111,9 +111,9 @@ func disabledIfZero(d time.Duration) time.Duration {
 
 // telemetry is the running observability of one process.
 type telemetry struct {
-	metrics  *metrics.Metrics  // nil when --metrics=false
-	monitor  *monitor.Monitor  // nil when --runtime-monitor=false
-	slow     *monitor.SlowLog  // always set
+	metrics  *metrics.Metrics // nil when --metrics=false
+	monitor  *monitor.Monitor // nil when --runtime-monitor=false
+	slow     *monitor.SlowLog // always set
 	recorder *monitor.FlightRecorder
 	admin    *admin.Server
 	wg       sync.WaitGroup
