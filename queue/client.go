@@ -98,6 +98,15 @@ type Config struct {
 	// Hooks are called synchronously after every transition; keep them
 	// fast.
 	Hooks []func(Event)
+	// InsertHook, if set, sees every job's parameters before they are
+	// validated and stored, with the inserting call's context; it may
+	// change them (tracing puts the caller's trace context in Metadata).
+	// The caller's InsertParams are not modified.
+	InsertHook func(ctx context.Context, p *InsertParams)
+	// WorkHook, if set, wraps every attempt of every job: it must call
+	// work with the attempt's context, or one derived from it, and return
+	// what work returns (tracing starts a span around it).
+	WorkHook func(ctx context.Context, job *Job, work func(context.Context) error) error
 }
 
 // Client inserts, manages and (with queues configured) works jobs. It is

@@ -79,6 +79,9 @@ func (c *Client) insert(ctx context.Context, tx any, ps []InsertParams) ([]Inser
 	now := c.clock.Now()
 	rows := make([]Row, len(ps))
 	for i, p := range ps {
+		if c.cfg.InsertHook != nil {
+			c.cfg.InsertHook(ctx, &p)
+		}
 		r, err := c.row(now, p)
 		if err != nil {
 			if len(ps) > 1 {

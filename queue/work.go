@@ -98,6 +98,9 @@ func (c *Client) callHandler(ctx context.Context, kc *KindConfig, job *Job) (err
 			err = &panicError{value: r, stack: string(debug.Stack())}
 		}
 	}()
+	if c.cfg.WorkHook != nil {
+		return c.cfg.WorkHook(ctx, job, func(ctx context.Context) error { return kc.Handler.Work(ctx, job) })
+	}
 	return kc.Handler.Work(ctx, job)
 }
 

@@ -61,6 +61,10 @@ type Config struct {
 	Modules []Module
 	// Observers are told of every request (metrics, slow-request log).
 	Observers []Observer
+	// Middleware wraps every request inside the request id, access log
+	// and panic recovery, outermost first (tracing). [RoutePattern] tells
+	// it, once the handler has returned, which route matched.
+	Middleware []func(http.Handler) http.Handler
 }
 
 // Observer is told when a request starts and when it is done, with the
@@ -126,7 +130,11 @@ func New(cfg Config) (*API, error) {
 		return nil, fmt.Errorf("httpapi: encode OpenAPI document: %w", err)
 	}
 	a.doc = append(b, '\n')
-	a.handler = withRequest(a.log, withAccessLog(cfg.Observers, withBodyLimit(cfg.BodyLimit, problemMux(a.mux))))
+	var inner http.Handler = withBodyLimit(cfg.BodyLimit, problemMux(a.mux))
+	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
+		inner = cfg.Middleware[i](inner)
+	}
+	a.handler = withRequest(a.log, withAccessLog(cfg.Observers, inner))
 	return a, nil
 }
 

@@ -61,6 +61,16 @@ func newRequestID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// RoutePattern returns the pattern of the route that served the request
+// ctx belongs to ("GET /api/v1/users/{id}"), or "unmatched". It is known
+// once the handler has returned; middleware reads it then.
+func RoutePattern(ctx context.Context) string {
+	if rt, ok := ctx.Value(keyRoute).(*route); ok {
+		return rt.pattern
+	}
+	return "unmatched"
+}
+
 // route records the pattern that matched, for the access log: the
 // middleware runs before the mux, and requests are copied on the way in.
 type route struct{ pattern string }

@@ -432,3 +432,42 @@ func TestProblemCodesDocumented(t *testing.T) {
 		t.Errorf("Problem.code enum %v, error codes %v", documented, codes)
 	}
 }
+
+func TestMiddlewareSeesRoutePattern(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, make(chan struct{}))
+	var mu sync.Mutex
+	var got []string
+	mw := func(tag string) func(http.Handler) http.Handler {
+		return func(next http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				next.ServeHTTP(w, r)
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, tag+" "+RoutePattern(r.Context())+" "+RequestID(r.Context()))
+			})
+		}
+	}
+	a, err := New(Config{Jobs: c, Middleware: []func(http.Handler) http.Handler{mw("outer"), mw("inner")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/api/v1/jobs/5", nil)
+	req.Header.Set(RequestIDHeader, "mw-1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"inner GET /api/v1/jobs/{id} mw-1", "outer GET /api/v1/jobs/{id} mw-1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("middleware saw %q, want %q", got, want)
+	}
+	if RoutePattern(context.Background()) != "unmatched" {
+		t.Error("RoutePattern outside a request")
+	}
+}
