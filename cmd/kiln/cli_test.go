@@ -410,3 +410,47 @@ func TestServePortTaken(t *testing.T) {
 		t.Errorf("serve on a taken port touched a job: state %s attempt %d", j.State, j.Attempt)
 	}
 }
+
+// TestServeDrain: on SIGTERM with --drain-delay, /readyz turns 503 at once
+// while /healthz and the API keep answering; then serve exits cleanly.
+func TestServeDrain(t *testing.T) {
+	t.Parallel()
+	db := filepath.Join(t.TempDir(), "kiln.db")
+	s := start(t, procOpts{}, "serve", "--addr", "127.0.0.1:0", "--db", db, "--drain-delay", "3s")
+	var m []string
+	waitFor(t, 30*time.Second, func() string { return "the listening line\n" + s.stderr.String() }, func() (bool, error) {
+		if s.exited() {
+			return false, fmt.Errorf("serve exited: %s", s.stderr)
+		}
+		m = listening.FindStringSubmatch(s.stdout.String())
+		return m != nil, nil
+	})
+	client := &http.Client{Timeout: 5 * time.Second}
+	status := func(path string) int {
+		resp, err := client.Get("http://" + m[1] + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("/readyz"); got != http.StatusOK {
+		t.Fatalf("/readyz before shutdown: %d", got)
+	}
+	s.signal(syscall.SIGTERM)
+	waitFor(t, 10*time.Second, func() string { return "/readyz to answer 503\n" + s.stderr.String() }, func() (bool, error) {
+		return status("/readyz") == http.StatusServiceUnavailable, nil
+	})
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz while draining: %d", got)
+	}
+	if got := status("/api/v1/jobs"); got != http.StatusUnauthorized {
+		t.Errorf("the API while draining: %d, want 401 (still serving)", got)
+	}
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Fatalf("serve exited %d\n%s", code, s.stderr)
+	}
+	if !strings.Contains(s.stderr.String(), "draining") {
+		t.Errorf("no draining log line:\n%s", s.stderr)
+	}
+}

@@ -201,6 +201,7 @@ func newServeCmd(g *globals) *cobra.Command {
 	f := &engineFlags{}
 	t := &telemetryFlags{}
 	var addr string
+	var drain time.Duration
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve HTTP and work jobs",
@@ -212,6 +213,9 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err := t.check(); err != nil {
 				return err
 			}
+			if drain < 0 {
+				return usagef("--drain-delay must not be negative")
+			}
 			// Listen before the engine starts: a taken port must not first
 			// claim jobs and then wait for them to finish before failing.
 			ln, err := net.Listen("tcp", addr)
@@ -220,20 +224,22 @@ func newServeCmd(g *globals) *cobra.Command {
 			}
 			defer ln.Close()
 			return runEngine(cmd.Context(), g, f, t, func(ctx context.Context, e *engine) error {
-				return serveHTTP(ctx, ln, e, g)
+				return serveHTTP(ctx, ln, e, g, drain)
 			})
 		},
 	}
 	f.register(cmd)
 	t.register(cmd, admin.DefaultAddr)
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve HTTP on")
+	cmd.Flags().DurationVar(&drain, "drain-delay", 0, "on SIGTERM, answer /readyz with 503 and keep serving this long before closing the listener, so load balancers stop sending first")
 	return cmd
 }
 
 // serveHTTP serves the health endpoints, the metrics and the API (under
-// /api/v1) on ln until ctx is done, then lets in-flight requests finish.
-// Every API route needs a token; health checks need none.
-func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals) error {
+// /api/v1) on ln until ctx is done. Then /readyz answers 503 while the API
+// keeps serving for drain, and finally the listener closes and in-flight
+// requests finish. Every API route needs a token; health checks need none.
+func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals, drain time.Duration) error {
 	c, log := e.client, e.log
 	a, err := app.New(app.Config{
 		Jobs: c, DB: e.store.app, Logger: log,
@@ -272,7 +278,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals) erro
 			appErr = e.store.app.Check(rctx)
 		}
 		switch {
-		case ctx.Err() != nil:
+		case ctx.Err() != nil: // SIGTERM: draining
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, `{"status":"shutting down"}`)
 		case err != nil:
@@ -298,7 +304,24 @@ func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals) erro
 	} else if n == 0 {
 		fmt.Fprintf(g.stdout, "no API tokens yet: every /api/v1 route answers 401. Create one with:\n  kiln token create --scope admin%s\n", dbFlagHint(g))
 	}
-	if err := httpapi.Serve(ctx, srv, ln, 10*time.Second); err != nil {
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-serveCtx.Done():
+			return
+		}
+		if drain > 0 {
+			log.Info("draining: /readyz answers 503; the API keeps serving", "for", drain.String())
+			select {
+			case <-time.After(drain):
+			case <-serveCtx.Done():
+			}
+		}
+		stopServing()
+	}()
+	if err := httpapi.Serve(serveCtx, srv, ln, 10*time.Second); err != nil {
 		if ctx.Err() == nil {
 			return err
 		}
