@@ -199,7 +199,8 @@ start() {
 	kiln | kiln-warn)
 		log_level=info
 		[[ $1 == kiln-warn ]] && log_level=warn
-		cmd=("$BIN/kiln" serve --db "$kiln_db" --addr "$addr" --log-level "$log_level")
+		# The admin listener stays on (as by default), on a port of its own.
+		cmd=("$BIN/kiln" serve --db "$kiln_db" --addr "$addr" --admin-addr "127.0.0.1:$(($2 + 1000))" --log-level "$log_level")
 		;;
 	bare) cmd=("$BIN/bareusers" --db "$DB" --schema "$schema" --addr "$addr") ;;
 	express) cmd=(node "$compare/node/express-users/server.mjs" --db "$DB" --schema "$schema" --port "$2" --workers 2) ;;
