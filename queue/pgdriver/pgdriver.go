@@ -285,7 +285,25 @@ func (d *Driver) Pool() *pgxpool.Pool { return d.pool }
 // adapter), created on first use and closed by [Driver.Close]. A *sql.Tx
 // begun on it may be passed to queue.Client.InsertTx.
 func (d *Driver) DB() *sql.DB {
-	d.dbOnce.Do(func() { d.db = stdlib.OpenDBFromPool(d.pool) })
+	d.dbOnce.Do(func() {
+		d.db = stdlib.OpenDBFromPool(d.pool)
+		// Every connection database/sql holds, idle or not, is one taken
+		// from the pool the engine also claims jobs on. By default it
+		// keeps 2 idle and closes the rest after each burst, so under
+		// load connections churn between the two. Let it keep up to
+		// half the pool idle (for a minute) and use at most three
+		// quarters, so that the engine always has connections left.
+		// A pool too small to share keeps nothing idle.
+		n := int(d.pool.Config().MaxConns)
+		if n < 4 {
+			d.db.SetMaxOpenConns(n)
+			d.db.SetMaxIdleConns(0)
+			return
+		}
+		d.db.SetMaxOpenConns(n * 3 / 4)
+		d.db.SetMaxIdleConns(n / 2)
+		d.db.SetConnMaxIdleTime(time.Minute)
+	})
 	return d.db
 }
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -591,5 +592,47 @@ func TestFinishSameJobTwice(t *testing.T) {
 	}
 	if j, err := d.GetJob(ctx, l.ID); err != nil || j.State != queue.StateCompleted {
 		t.Errorf("job after Finish: %+v %v", j, err)
+	}
+}
+
+// TestDBLeavesConnectionsToTheEngine: however busy the database/sql handle
+// is, it holds at most three quarters of the pool, so the engine's own
+// queries still get connections.
+func TestDBLeavesConnectionsToTheEngine(t *testing.T) {
+	t.Parallel()
+	d := openDriver(t, pgdriver.Options{MaxConns: 8})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	db := d.DB()
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer tx.Rollback()
+			<-release
+		})
+	}
+	defer wg.Wait()
+	defer close(release)
+	for db.Stats().InUse < 6 {
+		if ctx.Err() != nil {
+			t.Fatalf("database/sql holds %d connections, want 6", db.Stats().InUse)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := db.Stats(); st.InUse != 6 || st.MaxOpenConnections != 6 {
+		t.Errorf("database/sql stats %+v: want 6 in use, at most 6 open", st)
+	}
+	// The engine's queries run on the pool's remaining connections.
+	if _, _, err := d.SchemaVersion(ctx); err != nil {
+		t.Fatalf("engine query while database/sql is saturated: %v", err)
+	}
+	if got := d.Pool().Stat().AcquiredConns(); got != 6 {
+		t.Errorf("pool has %d connections acquired, want 6 (by database/sql)", got)
 	}
 }
