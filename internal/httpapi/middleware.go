@@ -8,17 +8,32 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 )
 
 type ctxKey int
 
-const (
-	keyRequestID ctxKey = iota
-	keyLogger
-	keyRoute
-	keyPrincipal
-)
+// keyState holds the request's *reqState.
+const keyState ctxKey = 0
+
+// reqState is what the middleware knows about one request. One value in
+// the context (rather than one per fact) keeps the per-request cost to a
+// single context and request copy.
+type reqState struct {
+	id      string
+	base    *slog.Logger
+	pattern string // the matched route, set by the mux's handler
+	// principal is set by withAuth before the handler runs.
+	principal    Principal
+	hasPrincipal bool
+	logger       atomic.Pointer[slog.Logger] // base with the request's fields, made on first use
+}
+
+func stateOf(ctx context.Context) *reqState {
+	st, _ := ctx.Value(keyState).(*reqState)
+	return st
+}
 
 // RequestIDHeader carries the request id in both directions.
 const RequestIDHeader = "X-Request-ID"
@@ -28,17 +43,30 @@ const maxRequestID = 128
 
 // RequestID returns the id of the request ctx belongs to, or "".
 func RequestID(ctx context.Context) string {
-	s, _ := ctx.Value(keyRequestID).(string)
-	return s
+	if st := stateOf(ctx); st != nil {
+		return st.id
+	}
+	return ""
 }
 
 // Logger returns the request's logger (with its request id), or a logger
 // that discards.
 func Logger(ctx context.Context) *slog.Logger {
-	if l, ok := ctx.Value(keyLogger).(*slog.Logger); ok {
+	st := stateOf(ctx)
+	if st == nil {
+		return discardLogger
+	}
+	if l := st.logger.Load(); l != nil {
 		return l
 	}
-	return discardLogger
+	l := st.base.With("request_id", st.id)
+	if st.hasPrincipal {
+		l = l.With("token", st.principal.TokenID)
+	}
+	if !st.logger.CompareAndSwap(nil, l) {
+		return st.logger.Load()
+	}
+	return l
 }
 
 // validRequestID accepts 1-128 printable ASCII characters: anything else
@@ -65,15 +93,11 @@ func newRequestID() string {
 // ctx belongs to ("GET /api/v1/users/{id}"), or "unmatched". It is known
 // once the handler has returned; middleware reads it then.
 func RoutePattern(ctx context.Context) string {
-	if rt, ok := ctx.Value(keyRoute).(*route); ok {
-		return rt.pattern
+	if st := stateOf(ctx); st != nil && st.pattern != "" {
+		return st.pattern
 	}
 	return "unmatched"
 }
-
-// route records the pattern that matched, for the access log: the
-// middleware runs before the mux, and requests are copied on the way in.
-type route struct{ pattern string }
 
 // withRequest gives each request an id (a sane incoming X-Request-ID, else
 // a new one), echoes it, and puts it in the request's logger.
@@ -83,10 +107,9 @@ func withRequest(log *slog.Logger, next http.Handler) http.Handler {
 		if !validRequestID(id) {
 			id = newRequestID()
 		}
-		w.Header().Set(RequestIDHeader, id)
-		ctx := context.WithValue(r.Context(), keyRequestID, id)
-		ctx = context.WithValue(ctx, keyLogger, log.With("request_id", id))
-		next.ServeHTTP(w, r.WithContext(ctx))
+		w.Header()[RequestIDHeader] = []string{id}
+		st := &reqState{id: id, base: log}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), keyState, st)))
 	})
 }
 
@@ -124,15 +147,19 @@ func withAccessLog(obs []Observer, next http.Handler) http.Handler {
 		for _, o := range obs {
 			o.RequestStarted()
 		}
-		rt := &route{pattern: "unmatched"}
-		r = r.WithContext(context.WithValue(r.Context(), keyRoute, rt))
+		st := stateOf(r.Context())
+		if st == nil { // served without withRequest (tests)
+			st = &reqState{base: discardLogger}
+			r = r.WithContext(context.WithValue(r.Context(), keyState, st))
+		}
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
+			route := RoutePattern(r.Context())
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
 					panic(v)
 				}
-				Logger(r.Context()).Error("panic serving request", "route", rt.pattern, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				Logger(r.Context()).Error("panic serving request", "route", route, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 				if !sw.wrote {
 					WriteError(sw, r, &Error{Code: CodeInternal, Err: fmt.Errorf("panic: %v", v)})
 				}
@@ -141,11 +168,20 @@ func withAccessLog(obs []Observer, next http.Handler) http.Handler {
 			if !sw.wrote {
 				sw.status = http.StatusOK // a handler that wrote nothing sent 200
 			}
-			Logger(r.Context()).Info("request",
-				"method", r.Method, "route", rt.pattern, "status", sw.status,
-				"duration", d.String())
+			if ctx := r.Context(); st.base.Enabled(ctx, slog.LevelInfo) {
+				// One line with every field, without building the
+				// request's logger (slog.Logger.With) just for it.
+				attrs := make([]slog.Attr, 0, 6)
+				attrs = append(attrs, slog.String("request_id", st.id))
+				if st.hasPrincipal {
+					attrs = append(attrs, slog.String("token", st.principal.TokenID))
+				}
+				attrs = append(attrs, slog.String("method", r.Method), slog.String("route", route),
+					slog.Int("status", sw.status), slog.String("duration", d.String()))
+				st.base.LogAttrs(ctx, slog.LevelInfo, "request", attrs...)
+			}
 			for _, o := range obs {
-				o.RequestDone(r.Context(), r.Method, rt.pattern, sw.status, d)
+				o.RequestDone(r.Context(), r.Method, route, sw.status, d)
 			}
 		}()
 		next.ServeHTTP(sw, r)
@@ -160,7 +196,9 @@ func withBodyLimit(limit int64, next http.Handler) http.Handler {
 			WriteError(w, r, Errorf(CodeTooLarge, "the request body is %d bytes; the limit is %d", r.ContentLength, limit))
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, limit)
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = http.MaxBytesReader(w, r.Body, limit)
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -168,8 +206,8 @@ func withBodyLimit(limit int64, next http.Handler) http.Handler {
 // setRoute records the matched pattern for the access log.
 func setRoute(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rt, ok := r.Context().Value(keyRoute).(*route); ok {
-			rt.pattern = r.Pattern
+		if st := stateOf(r.Context()); st != nil {
+			st.pattern = r.Pattern
 		}
 		h.ServeHTTP(w, r)
 	})

@@ -106,8 +106,10 @@ type Authenticator interface {
 // PrincipalFrom returns the authenticated caller of the request ctx
 // belongs to; ok is false when the API runs without authentication.
 func PrincipalFrom(ctx context.Context) (Principal, bool) {
-	p, ok := ctx.Value(keyPrincipal).(Principal)
-	return p, ok
+	if st := stateOf(ctx); st != nil && st.hasPrincipal {
+		return st.principal, true
+	}
+	return Principal{}, false
 }
 
 // withAuth enforces scope on h: a missing or invalid token is 401 with
@@ -141,9 +143,14 @@ func withAuth(auth Authenticator, scope Scope, h http.Handler) http.Handler {
 			WriteError(w, r, Errorf(CodeForbidden, "this route needs a token with scope %s; this token has scope %s", scope, p.Scope))
 			return
 		}
-		ctx := context.WithValue(r.Context(), keyPrincipal, p)
-		ctx = context.WithValue(ctx, keyLogger, Logger(ctx).With("token", p.TokenID))
-		h.ServeHTTP(w, r.WithContext(ctx))
+		if st := stateOf(r.Context()); st != nil {
+			st.principal, st.hasPrincipal = p, true
+			st.logger.Store(nil) // rebuilt with the token on next use
+		} else {
+			st = &reqState{base: discardLogger, principal: p, hasPrincipal: true}
+			r = r.WithContext(context.WithValue(r.Context(), keyState, st))
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
