@@ -41,6 +41,18 @@ type Options struct {
 	// Progress receives a progress bar; nil shows none.
 	Progress io.Writer
 	Logger   *slog.Logger
+	// Configure, if set, adjusts every engine client the run creates
+	// (kiln bench --telemetry adds metrics and tracing hooks), so that
+	// their cost is part of the measurement.
+	Configure func(*queue.Config)
+}
+
+// newClient creates an engine client with cfg after Configure.
+func (o Options) newClient(cfg queue.Config) (*queue.Client, error) {
+	if o.Configure != nil {
+		o.Configure(&cfg)
+	}
+	return queue.New(cfg)
 }
 
 // Throughput is the result of throughput mode.
@@ -117,7 +129,7 @@ func RunThroughput(ctx context.Context, o Options) (*Throughput, error) {
 	finished := make(chan struct{})
 	w := queue.NewWorkers()
 	w.HandleFunc("noop", func(context.Context, *queue.Job) error { return nil })
-	c, err := queue.New(queue.Config{Driver: o.Driver, Workers: w, Logger: o.logger()})
+	c, err := o.newClient(queue.Config{Driver: o.Driver, Workers: w, Logger: o.logger()})
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +154,7 @@ func RunThroughput(ctx context.Context, o Options) (*Throughput, error) {
 	_ = bar.Finish()
 
 	// Work.
-	wc, err := queue.New(queue.Config{
+	wc, err := o.newClient(queue.Config{
 		Driver: o.Driver, Workers: w, Logger: o.logger(),
 		Queues: map[string]queue.QueueConfig{q: {MaxWorkers: o.Workers}},
 		Hooks: []func(queue.Event){func(e queue.Event) {
@@ -239,7 +251,7 @@ func RunLatency(ctx context.Context, o Options) (*Latency, error) {
 		mu.Unlock()
 		return nil
 	})
-	c, err := queue.New(queue.Config{
+	c, err := o.newClient(queue.Config{
 		Driver: o.Driver, Workers: w, Logger: o.logger(),
 		Queues: map[string]queue.QueueConfig{q: {MaxWorkers: o.Workers}},
 	})

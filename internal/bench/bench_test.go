@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,5 +177,30 @@ func TestRunLatencyNoJobs(t *testing.T) {
 	_, err := RunLatency(ctx, Options{Driver: openDriver(t), Workers: 1, Rate: 1, Duration: 500 * time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "no job") {
 		t.Errorf("RunLatency inserting no job: %v", err)
+	}
+}
+
+// TestConfigureSeesEveryClient: the Configure hook applies to the clients
+// that insert and that work, so hooks it adds see every event.
+func TestConfigureSeesEveryClient(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var mu sync.Mutex
+	events := map[queue.EventKind]int{}
+	o := Options{Driver: openDriver(t), Jobs: 200, Workers: 10, Configure: func(c *queue.Config) {
+		c.Hooks = append(c.Hooks, func(e queue.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			events[e.Kind]++
+		})
+	}}
+	if _, err := RunThroughput(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if events[queue.EventInserted] != 200 || events[queue.EventStarted] != 200 || events[queue.EventCompleted] != 200 {
+		t.Errorf("events seen by the configured hook: %v", events)
 	}
 }
