@@ -1,0 +1,153 @@
+package tracing
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/users"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// benchModes are the settings the benchmarks compare: tracing off, on
+// and sampling every request (exporting to an exporter that discards),
+// and on but sampling none.
+var benchModes = []struct {
+	name    string
+	sampler sdktrace.Sampler // nil: off
+}{
+	{"off", nil},
+	{"sampled", sdktrace.AlwaysSample()},
+	{"unsampled", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0))},
+}
+
+// benchTracing returns tracing for a mode, shut down when b ends.
+func benchTracing(b *testing.B, s sdktrace.Sampler) *Tracing {
+	b.Helper()
+	if s == nil {
+		return nil
+	}
+	tr, err := Setup(context.Background(), Options{Exporter: tracetest.NewNoopExporter(), Sampler: s})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tr.Shutdown(context.Background()) })
+	return tr
+}
+
+// middlewares returns tr's middleware as httpapi.Config wants it.
+func middlewares(tr *Tracing) []func(http.Handler) http.Handler {
+	if mw := tr.Middleware(); mw != nil {
+		return []func(http.Handler) http.Handler{mw}
+	}
+	return nil
+}
+
+// BenchmarkMiddleware measures a request through the whole API handler
+// to a route that does no I/O, so that the middleware's share shows.
+func BenchmarkMiddleware(b *testing.B) {
+	c := dbtest.SQLite(b).Client(b, queue.Config{}, false)
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			tr := benchTracing(b, m.sampler)
+			a, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{itemsModule{}}, Middleware: middlewares(tr)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			req := httptest.NewRequest("GET", "/api/v1/tracetest/items/42", nil)
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				a.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatalf("status %d", w.Code)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkGetUser measures GET /api/v1/users/{id} on SQLite, as
+// internal/users does, with tracing off and on.
+func BenchmarkGetUser(b *testing.B) {
+	d := dbtest.SQLite(b)
+	svc := users.NewService(users.NewStore(d.DB), nil)
+	u, err := svc.Create(context.Background(), users.CreateInput{Email: "ada@example.com", Name: "Ada Lovelace"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := d.Client(b, queue.Config{}, false)
+	path := "/api/v1/users/" + strconv.FormatInt(u.ID, 10)
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			tr := benchTracing(b, m.sampler)
+			a, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{users.NewHandler(svc)}, Middleware: middlewares(tr)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req := httptest.NewRequest("GET", path, nil)
+				for pb.Next() {
+					w := httptest.NewRecorder()
+					a.ServeHTTP(w, req)
+					if w.Code != http.StatusOK {
+						b.Errorf("status %d", w.Code)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkWorkHook measures what the work hook adds to one attempt of a
+// job whose metadata carries a trace context.
+func BenchmarkWorkHook(b *testing.B) {
+	md, _ := withTrace(nil, testSC)
+	job := &queue.Job{ID: 1, Kind: "noop", Queue: "default", Attempt: 1, MaxAttempts: 25, Metadata: json.RawMessage(md)}
+	work := func(context.Context) error { return nil }
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			hook := benchTracing(b, m.sampler).WorkHook()
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if hook == nil {
+					err = work(ctx)
+				} else {
+					err = hook(ctx, job, work)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInsertHook measures what the insert hook adds to one insert
+// made inside a span.
+func BenchmarkInsertHook(b *testing.B) {
+	tr := benchTracing(b, sdktrace.AlwaysSample())
+	ctx, span := tr.tracer.Start(context.Background(), "request")
+	defer span.End()
+	hook := tr.InsertHook()
+	b.ReportAllocs()
+	for b.Loop() {
+		p := queue.InsertParams{Kind: "noop"}
+		hook(ctx, &p)
+		if len(p.Opts.Metadata) == 0 {
+			b.Fatal("no metadata")
+		}
+	}
+}
