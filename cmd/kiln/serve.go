@@ -143,11 +143,16 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 	}
 	defer s.Close()
 	cfg := f.config(s, qs, log)
-	c, err := queue.New(cfg)
+	tr, err := t.startTracing(ctx, &cfg, log)
 	if err != nil {
 		return err
 	}
-	tel, err := t.start(c, log)
+	c, err := queue.New(cfg)
+	if err != nil {
+		shutdownTracing(tr, log)
+		return err
+	}
+	tel, err := t.start(c, tr, log)
 	if err != nil {
 		return err
 	}
@@ -244,6 +249,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals, drai
 	a, err := app.New(app.Config{
 		Jobs: c, DB: e.store.app, Logger: log,
 		Metrics: e.tel.metrics, Slow: e.tel.slow, Monitor: e.tel.monitor,
+		Middleware: e.tel.httpMiddleware(),
 	})
 	if err != nil {
 		return err

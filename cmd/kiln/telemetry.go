@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/kilnhq/kiln/internal/admin"
 	"github.com/kilnhq/kiln/internal/metrics"
 	"github.com/kilnhq/kiln/internal/monitor"
+	"github.com/kilnhq/kiln/internal/tracing"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -74,6 +76,9 @@ func (t *telemetryFlags) check() error {
 	if _, err := parseBytes(t.memoryLimit); err != nil {
 		return usagef("--memory-limit: %v", err)
 	}
+	if err := tracing.Check(); err != nil {
+		return usagef("tracing: %v", err)
+	}
 	return nil
 }
 
@@ -111,6 +116,11 @@ func disabledIfZero(d time.Duration) time.Duration {
 
 // telemetry is the running observability of one process.
 type telemetry struct {
+	// tracing is disabled (its hooks nil) unless
+	// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
+	// set.
+	tracing  *tracing.Tracing
+	log      *slog.Logger
 	metrics  *metrics.Metrics // nil when --metrics=false
 	monitor  *monitor.Monitor // nil when --runtime-monitor=false
 	slow     *monitor.SlowLog // always set
@@ -120,21 +130,51 @@ type telemetry struct {
 	cancel   context.CancelFunc
 }
 
+// startTracing sets up OpenTelemetry tracing as the environment says
+// (see package tracing) and puts its insert and work hooks in cfg, so
+// call it before the engine client is created from cfg. Hand the result
+// to start, which shuts it down in stop.
+func (t *telemetryFlags) startTracing(ctx context.Context, cfg *queue.Config, log *slog.Logger) (*tracing.Tracing, error) {
+	tr, err := tracing.Setup(ctx, tracing.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	cfg.InsertHook, cfg.WorkHook = tr.InsertHook(), tr.WorkHook()
+	return tr, nil
+}
+
+// shutdownTracing flushes the spans tr still holds, waiting at most
+// tracingFlushTimeout for an unreachable collector.
+func shutdownTracing(tr *tracing.Tracing, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		log.Warn("tracing: spans not exported at shutdown", "err", err)
+	}
+}
+
+// tracingFlushTimeout bounds the export of the last spans at exit.
+const tracingFlushTimeout = 5 * time.Second
+
 // start sets up telemetry for client c: metrics subscribe to its events
 // (so call start before c.Start), the runtime monitor and the admin
-// listener run until stop.
-func (t *telemetryFlags) start(c *queue.Client, log *slog.Logger) (*telemetry, error) {
+// listener run until stop. It takes over tr (from startTracing, whose
+// hooks c was created with) and shuts it down in stop, or at once if it
+// fails.
+func (t *telemetryFlags) start(c *queue.Client, tr *tracing.Tracing, log *slog.Logger) (*telemetry, error) {
 	if n, _ := parseBytes(t.memoryLimit); n > 0 {
 		debug.SetMemoryLimit(n)
 		log.Info("memory limit set", "bytes", n)
 	}
-	tel := &telemetry{}
+	tel := &telemetry{tracing: tr, log: log}
 	if t.traceDir != "" {
 		rec, err := monitor.NewFlightRecorder(monitor.FROptions{Dir: t.traceDir})
 		if err != nil {
+			tel.stop()
 			return nil, fmt.Errorf("--trace-dir: %w", err)
 		}
 		if err := rec.Start(); err != nil {
+			tel.stop()
 			return nil, fmt.Errorf("start the flight recorder: %w", err)
 		}
 		tel.recorder = rec
@@ -186,9 +226,21 @@ func (t *telemetryFlags) start(c *queue.Client, log *slog.Logger) (*telemetry, e
 	return tel, nil
 }
 
-// stop ends the monitor and the admin listener and flushes the flight
-// recorder's pending saves.
+// httpMiddleware is the request middleware of the API: tracing's when
+// it is on, else none.
+func (tel *telemetry) httpMiddleware() []func(http.Handler) http.Handler {
+	if mw := tel.tracing.Middleware(); mw != nil {
+		return []func(http.Handler) http.Handler{mw}
+	}
+	return nil
+}
+
+// stop ends the monitor and the admin listener, flushes the flight
+// recorder's pending saves and exports the spans tracing still holds.
+// Call it after the engine has stopped, so that the last jobs' spans go
+// out too.
 func (tel *telemetry) stop() {
+	defer shutdownTracing(tel.tracing, tel.log)
 	if tel.cancel != nil {
 		tel.cancel()
 	}

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/kilnhq/kiln/internal/blobs"
@@ -57,6 +58,10 @@ type Config struct {
 	Slow *monitor.SlowLog
 	// Monitor, if set, serves GET /api/v1/runtime.
 	Monitor *monitor.Monitor
+	// Middleware wraps every request inside the request id, access log
+	// and panic recovery, outermost first (tracing); see
+	// httpapi.Config.Middleware.
+	Middleware []func(http.Handler) http.Handler
 }
 
 // App is the assembled HTTP side of kiln.
@@ -90,6 +95,7 @@ func New(cfg Config) (*App, error) {
 		Logger:      cfg.Logger,
 		BodyLimit:   cfg.BodyLimit,
 		Idempotency: a.Idempotency.Middleware,
+		Middleware:  cfg.Middleware,
 		Modules: []httpapi.Module{
 			users.NewHandler(users.NewService(users.NewStore(db), cfg.Now)),
 			orders.NewHandler(orders.NewService(db, orders.NewStore(db), cfg.Jobs, cfg.Now)),
