@@ -6,11 +6,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/kilnhq/kiln/internal/bench"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/users"
@@ -150,4 +153,47 @@ func BenchmarkInsertHook(b *testing.B) {
 			b.Fatal("no metadata")
 		}
 	}
+}
+
+// BenchmarkEngineThroughput runs the engine's throughput benchmark (as
+// kiln bench --mode throughput does, on SQLite) with tracing's hooks on
+// every client, and reports jobs worked per second. Each job runs in a
+// root span of its own, as jobs inserted outside any request do.
+func BenchmarkEngineThroughput(b *testing.B) {
+	for _, m := range benchModes {
+		b.Run(m.name, func(b *testing.B) {
+			tr := benchTracing(b, m.sampler)
+			var rate float64
+			runs := 0
+			cpu0 := cpuTime()
+			for b.Loop() {
+				d := dbtest.SQLite(b)
+				res, err := bench.RunThroughput(context.Background(), bench.Options{
+					Driver: d.Driver, Jobs: engineJobs, Workers: 100,
+					Configure: func(cfg *queue.Config) { cfg.InsertHook, cfg.WorkHook = tr.InsertHook(), tr.WorkHook() },
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				rate += res.WorkJobsPerS
+				runs++
+			}
+			b.ReportMetric(rate/float64(runs), "jobs/s")
+			// CPU time of the whole process per job (inserting, working
+			// and exporting), steadier than the rate on a shared machine.
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(runs*engineJobs), "cpu-µs/job")
+		})
+	}
+}
+
+// engineJobs is the number of jobs of one engine benchmark run.
+const engineJobs = 20000
+
+// cpuTime returns the user and system CPU time of the process so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

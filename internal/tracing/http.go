@@ -37,7 +37,11 @@ func (t *Tracing) Middleware() func(http.Handler) http.Handler {
 
 func (t *Tracing) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := t.prop.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := r.Context()
+		if len(r.Header["Traceparent"]) > 0 || len(r.Header["Baggage"]) > 0 {
+			// Most requests carry neither: skip the propagator then.
+			ctx = t.prop.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		}
 		m := methodOf(r.Method)
 		ctx, span := t.tracer.Start(ctx, m.span, trace.WithSpanKind(trace.SpanKindServer))
 		if !span.IsRecording() {

@@ -152,22 +152,29 @@ func canonicalTraceparent(md []byte) (string, bool) {
 // traceparent, without a map.
 type traceparentCarrier string
 
+// Get returns the traceparent, and "" for any other key.
 func (c traceparentCarrier) Get(key string) string {
 	if key == "traceparent" {
 		return string(c)
 	}
 	return ""
 }
+
+// Set does nothing: the carrier is only read.
 func (traceparentCarrier) Set(string, string) {}
-func (traceparentCarrier) Keys() []string     { return []string{"traceparent"} }
+
+// Keys lists the one key the carrier holds.
+func (traceparentCarrier) Keys() []string { return []string{"traceparent"} }
 
 // WorkHook returns the hook for queue.Config.WorkHook, or nil when
 // tracing is off. Each attempt runs in a span of kind Consumer named
 // "job <kind>", child of the trace context in the job's metadata (see
 // [Tracing.InsertHook]), with the job's id, kind, queue, attempt and
-// maximum attempts. A returned error is recorded and sets the span's
-// status to Error, except a snooze (queue.Snooze), which is no failure;
-// so does a panic, which the engine turns into a failed attempt.
+// maximum attempts, and kiln.job.outcome (completed, failed, snoozed,
+// cancelled or panicked), set when the attempt ends. A returned error is
+// recorded and sets the span's status to Error, except a snooze
+// (queue.Snooze), which is no failure; a panic sets it too (the engine
+// turns the panic into a failed attempt).
 func (t *Tracing) WorkHook() func(ctx context.Context, job *queue.Job, work func(context.Context) error) error {
 	if !t.Enabled() {
 		return nil
@@ -179,45 +186,51 @@ func (t *Tracing) work(ctx context.Context, job *queue.Job, work func(context.Co
 	if sc := parentFrom(job.Metadata); sc.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
-	ctx, span := t.tracer.Start(ctx, "job "+job.Kind,
-		trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			JobIDKey.Int64(job.ID),
-			JobKindKey.String(job.Kind),
-			JobQueueKey.String(job.Queue),
-			JobAttemptKey.Int(job.Attempt),
-			JobMaxAttemptsKey.Int(job.MaxAttempts),
-		))
+	ctx, span := t.tracer.Start(ctx, "job "+job.Kind, trace.WithSpanKind(trace.SpanKindConsumer))
 	returned := false
 	defer func() {
 		if !returned {
 			// The handler panicked; the engine recovers it into a failed
 			// attempt, with the stack as it was.
-			span.SetAttributes(JobOutcomeKey.String("panicked"))
-			span.SetStatus(codes.Error, "panic")
-			span.End()
+			endJob(span, job, "panicked", codes.Error, "panic", nil)
 		}
 	}()
 	err := work(ctx)
 	returned = true
-	if span.IsRecording() {
-		switch {
-		case err == nil:
-			span.SetAttributes(JobOutcomeKey.String("completed"))
-		case isA(err, snoozeType):
-			span.SetAttributes(JobOutcomeKey.String("snoozed"))
-		case isA(err, cancelType):
-			span.SetAttributes(JobOutcomeKey.String("cancelled"))
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		default:
-			span.SetAttributes(JobOutcomeKey.String("failed"))
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
+	switch {
+	case !span.IsRecording():
+		span.End()
+	case err == nil:
+		endJob(span, job, "completed", codes.Unset, "", nil)
+	case isA(err, snoozeType):
+		endJob(span, job, "snoozed", codes.Unset, "", nil)
+	case isA(err, cancelType):
+		endJob(span, job, "cancelled", codes.Error, err.Error(), err)
+	default:
+		endJob(span, job, "failed", codes.Error, err.Error(), err)
+	}
+	return err
+}
+
+// endJob sets the attributes of an attempt's span in one call (the
+// cheapest way to set them), records err if any, and ends the span.
+func endJob(span trace.Span, job *queue.Job, outcome string, code codes.Code, desc string, err error) {
+	attrs := [...]attribute.KeyValue{
+		JobIDKey.Int64(job.ID),
+		JobKindKey.String(job.Kind),
+		JobQueueKey.String(job.Queue),
+		JobAttemptKey.Int(job.Attempt),
+		JobMaxAttemptsKey.Int(job.MaxAttempts),
+		JobOutcomeKey.String(outcome),
+	}
+	span.SetAttributes(attrs[:]...)
+	if err != nil {
+		span.RecordError(err)
+	}
+	if code != codes.Unset {
+		span.SetStatus(code, desc)
 	}
 	span.End()
-	return err
 }
 
 // The engine's snooze and cancel errors are unexported types; their
