@@ -204,10 +204,11 @@ func parseSampler(name, arg string) (sdktrace.Sampler, string, error) {
 }
 
 // Setup starts tracing if the environment (or opts) asks for it, and
-// returns a disabled [Tracing] otherwise. Enabled, it installs its tracer
-// provider, the W3C trace-context and baggage propagator, and an error
-// handler that logs export failures as the process-wide OpenTelemetry
-// globals. Call Shutdown to flush the spans still buffered.
+// returns a disabled [Tracing] otherwise. Enabled, it also makes its
+// tracer provider, the W3C trace-context and baggage propagator, and an
+// error handler that logs export failures (rate-limited) the
+// process-wide OpenTelemetry globals, for libraries that trace through
+// them. Call Shutdown to flush the spans still buffered.
 func Setup(ctx context.Context, opts Options) (*Tracing, error) {
 	env, err := readEnv(os.Getenv, opts.Endpoint != "" || opts.Exporter != nil)
 	if err != nil {
@@ -332,5 +333,5 @@ func (e *errorLog) Handle(err error) {
 	skipped := e.skipped
 	e.last, e.skipped = now, 0
 	e.mu.Unlock()
-	e.log.Warn("tracing: export failed", "err", err, "errors_not_logged", skipped)
+	e.log.Warn("tracing: spans not exported", "err", err, "errors_not_logged", skipped)
 }
