@@ -281,4 +281,4 @@ tail -n $((ROUNDS * ${#systems[@]})) "$OUT" | jq -rs '
 	         (.rps | r(1)), (.p50 | r(100)), (.p99 | r(100)), (.rss | r(10))] | @tsv),
 	(["kiln", "kiln-warn"][] as $k | ["bare", "express"][] as $o |
 	 select($rps[$k] != null and $rps[$o] != null) |
-	 "\($k)/\($o) req/s: \($rps[$k] / $rps[$o] | r(100))")' | column -t -s $'\t'
+	 "\($k)/\($o) req/s: \($rps[$k] / $rps[$o] | r(1000))")' | column -t -s $'\t'
