@@ -103,7 +103,7 @@ func childEnv(dir string, extra ...string) []string {
 			gorace = v + " " + gorace
 			continue
 		}
-		if strings.HasPrefix(kv, "KILN_") || strings.HasPrefix(kv, "TMPDIR=") {
+		if strings.HasPrefix(kv, "KILN_") || strings.HasPrefix(kv, "OTEL_") || strings.HasPrefix(kv, "TMPDIR=") {
 			continue
 		}
 		env = append(env, kv)
