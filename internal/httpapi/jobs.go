@@ -246,21 +246,6 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, r, http.StatusCreated, out)
 }
 
-// jobID parses the {id} path parameter: a positive decimal int64.
-func jobID(r *http.Request) (int64, error) {
-	s := r.PathValue("id")
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, ParamError("id", "must be a positive integer")
-		}
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id < 1 {
-		return 0, ParamError("id", "must be a positive integer below 2^63")
-	}
-	return id, nil
-}
-
 func (a *API) getJob(w http.ResponseWriter, r *http.Request) {
 	a.jobOp(w, r, a.jobs.Get)
 }
@@ -278,7 +263,7 @@ func (a *API) deleteJob(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) jobOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, id int64) (*queue.Job, error)) {
-	id, err := jobID(r)
+	id, err := PathID(r, "id")
 	if err != nil {
 		WriteError(w, r, err)
 		return

@@ -50,24 +50,24 @@ func (h *Handler) OpenAPI() []byte { return openAPI }
 
 // orderResponse is an order as the API shows it.
 type orderResponse struct {
-	ID          int64      `json:"id"`
-	UserID      int64      `json:"user_id"`
-	Status      Status     `json:"status"`
-	AmountCents int64      `json:"amount_cents"`
-	Currency    string     `json:"currency"`
-	Note        string     `json:"note"`
-	CreatedAt   timestamp  `json:"created_at"`
-	UpdatedAt   timestamp  `json:"updated_at"`
-	ConfirmedAt *timestamp `json:"confirmed_at"`
+	ID          int64              `json:"id"`
+	UserID      int64              `json:"user_id"`
+	Status      Status             `json:"status"`
+	AmountCents int64              `json:"amount_cents"`
+	Currency    string             `json:"currency"`
+	Note        string             `json:"note"`
+	CreatedAt   httpapi.Timestamp  `json:"created_at"`
+	UpdatedAt   httpapi.Timestamp  `json:"updated_at"`
+	ConfirmedAt *httpapi.Timestamp `json:"confirmed_at"`
 }
 
 func toResponse(o Order) orderResponse {
 	r := orderResponse{
 		ID: o.ID, UserID: o.UserID, Status: o.Status, AmountCents: o.AmountCents, Currency: o.Currency, Note: o.Note,
-		CreatedAt: timestamp(o.CreatedAt), UpdatedAt: timestamp(o.UpdatedAt),
+		CreatedAt: httpapi.Timestamp(o.CreatedAt), UpdatedAt: httpapi.Timestamp(o.UpdatedAt),
 	}
 	if !o.ConfirmedAt.IsZero() {
-		t := timestamp(o.ConfirmedAt)
+		t := httpapi.Timestamp(o.ConfirmedAt)
 		r.ConfirmedAt = &t
 	}
 	return r
@@ -77,20 +77,6 @@ func toResponse(o Order) orderResponse {
 type createdResponse struct {
 	orderResponse
 	ConfirmJobID int64 `json:"confirm_job_id"`
-}
-
-// timestamp marshals as RFC 3339 in UTC with microseconds, always six
-// digits, e.g. "2026-01-02T15:04:05.123456Z".
-type timestamp time.Time
-
-// MarshalJSON implements json.Marshaler.
-func (t timestamp) MarshalJSON() ([]byte, error) {
-	// AppendFormat writes nine fractional digits before it cuts them to
-	// six: leave room for them.
-	b := make([]byte, 0, len(`"2006-01-02T15:04:05.000000000Z"`))
-	b = append(b, '"')
-	b = time.Time(t).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
-	return append(b, '"'), nil
 }
 
 // createRequest is the body of POST /api/v1/orders.
@@ -246,21 +232,6 @@ func unknownParams(names []string, want string) error {
 	}
 }
 
-// pathID parses the {id} path parameter: a positive decimal int64.
-func pathID(r *http.Request) (int64, error) {
-	s := r.PathValue("id")
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, httpapi.ParamError("id", "must be a positive integer")
-		}
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id < 1 {
-		return 0, httpapi.ParamError("id", "must be a positive integer below 2^63")
-	}
-	return id, nil
-}
-
 // apiError maps a service error to what the client sees; id is the order
 // the request is about (0 for none). An *httpapi.Error passes as is.
 // Engine errors are internal here: a job the server fails to enqueue is
@@ -303,7 +274,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
@@ -346,7 +317,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
@@ -365,7 +336,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return

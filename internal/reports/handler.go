@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -178,23 +177,8 @@ func toResponse(st Status) reportResponse {
 	return out
 }
 
-// reportID parses the {id} path parameter: a positive decimal int64.
-func reportID(r *http.Request) (int64, error) {
-	s := r.PathValue("id")
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, httpapi.ParamError("id", "must be a positive integer")
-		}
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id < 1 {
-		return 0, httpapi.ParamError("id", "must be a positive integer below 2^63")
-	}
-	return id, nil
-}
-
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := reportID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
@@ -208,7 +192,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
-	id, err := reportID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -55,29 +54,15 @@ func (h *Handler) OpenAPI() []byte { return openAPI }
 
 // userResponse is a user as the API shows it.
 type userResponse struct {
-	ID        int64     `json:"id"`
-	Email     string    `json:"email"`
-	Name      string    `json:"name"`
-	CreatedAt timestamp `json:"created_at"`
-	UpdatedAt timestamp `json:"updated_at"`
+	ID        int64             `json:"id"`
+	Email     string            `json:"email"`
+	Name      string            `json:"name"`
+	CreatedAt httpapi.Timestamp `json:"created_at"`
+	UpdatedAt httpapi.Timestamp `json:"updated_at"`
 }
 
 func toResponse(u User) userResponse {
-	return userResponse{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: timestamp(u.CreatedAt), UpdatedAt: timestamp(u.UpdatedAt)}
-}
-
-// timestamp marshals as RFC 3339 in UTC with microseconds, always six
-// digits, e.g. "2026-01-02T15:04:05.123456Z".
-type timestamp time.Time
-
-// MarshalJSON implements json.Marshaler.
-func (t timestamp) MarshalJSON() ([]byte, error) {
-	// AppendFormat writes nine fractional digits before it cuts them to
-	// six: leave room for them.
-	b := make([]byte, 0, len(`"2006-01-02T15:04:05.000000000Z"`))
-	b = append(b, '"')
-	b = time.Time(t).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
-	return append(b, '"'), nil
+	return userResponse{ID: u.ID, Email: u.Email, Name: u.Name, CreatedAt: httpapi.Timestamp(u.CreatedAt), UpdatedAt: httpapi.Timestamp(u.UpdatedAt)}
 }
 
 // createRequest is the body of POST /api/v1/users.
@@ -213,21 +198,6 @@ func unknownParams(names []string, want string) error {
 	}
 }
 
-// pathID parses the {id} path parameter: a positive decimal int64.
-func pathID(r *http.Request) (int64, error) {
-	s := r.PathValue("id")
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return 0, httpapi.ParamError("id", "must be a positive integer")
-		}
-	}
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id < 1 {
-		return 0, httpapi.ParamError("id", "must be a positive integer below 2^63")
-	}
-	return id, nil
-}
-
 // apiError maps a service error to what the client sees; id is the user
 // the request is about (0 for none). An *httpapi.Error passes as is.
 func apiError(err error, id int64) error {
@@ -274,7 +244,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 // get is the hot path: one primary-key SELECT on the read handle and one
 // encoding.
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
@@ -317,7 +287,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
@@ -336,7 +306,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
+	id, err := httpapi.PathID(r, "id")
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
