@@ -14,6 +14,9 @@ var (
 	// ErrUnknownKind means no handler is registered for the job's kind on a
 	// client that checks kinds.
 	ErrUnknownKind = errors.New("unknown job kind")
+	// ErrKindUnavailable means the kind is registered but cannot run in
+	// this process (a tool it needs is missing); see [WithUnavailable].
+	ErrKindUnavailable = errors.New("job kind unavailable")
 	// ErrInvalid means insert parameters or job arguments were rejected.
 	ErrInvalid = errors.New("invalid job")
 	// ErrWrongState means the operation does not apply to the job's current
@@ -83,4 +86,48 @@ func Cancel(reason error) error {
 		reason = errors.New("cancelled by handler")
 	}
 	return &cancelError{err: reason}
+}
+
+// IsSnooze reports whether err, or an error it wraps, was made by [Snooze].
+func IsSnooze(err error) bool {
+	var s *snoozeError
+	return errors.As(err, &s)
+}
+
+// IsCancel reports whether err, or an error it wraps, was made by [Cancel].
+func IsCancel(err error) bool {
+	var c *cancelError
+	return errors.As(err, &c)
+}
+
+// retryAfterError asks for the next attempt no sooner than a delay.
+type retryAfterError struct {
+	err error
+	d   time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter wraps err so that, returned by a handler, the attempt fails as
+// usual (it uses an attempt, and the job fails for good once its attempts
+// run out) but the next attempt waits at least d, even if the retry
+// policy's delay is shorter. Use it for a server's Retry-After. A longer
+// policy delay wins. RetryAfter(nil, d) returns nil; a negative d is
+// treated as zero.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, d: max(d, 0)}
+}
+
+// RetryAfterDelay returns the delay asked for by [RetryAfter] in err's
+// chain, and whether there was one.
+func RetryAfterDelay(err error) (time.Duration, bool) {
+	var r *retryAfterError
+	if errors.As(err, &r) {
+		return r.d, true
+	}
+	return 0, false
 }

@@ -93,6 +93,9 @@ type KindConfig struct {
 	// Timeout bounds one attempt; zero means the client's JobTimeout,
 	// negative means none.
 	Timeout time.Duration
+	// Unavailable, when set, says why the kind cannot run here: inserts
+	// of it are refused with [ErrKindUnavailable] and this reason.
+	Unavailable error
 }
 
 // KindOption configures a kind at registration.
@@ -106,6 +109,15 @@ func WithRetry(p RetryPolicy) KindOption { return func(k *KindConfig) { k.Retry 
 
 // WithTimeout sets the kind's per-attempt timeout.
 func WithTimeout(d time.Duration) KindOption { return func(k *KindConfig) { k.Timeout = d } }
+
+// WithUnavailable registers the kind as known but unable to run in this
+// process, for the reason given (say, a program it runs is not
+// installed). Inserting it fails with [ErrKindUnavailable] instead of
+// leaving jobs that can never finish; listings show it with the reason.
+// A nil reason leaves the kind available.
+func WithUnavailable(reason error) KindOption {
+	return func(k *KindConfig) { k.Unavailable = reason }
+}
 
 // Workers is a registry of handlers by kind. The zero value is not usable;
 // create one with [NewWorkers]. It is safe for concurrent use.

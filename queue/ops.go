@@ -58,6 +58,9 @@ func (c *Client) row(now time.Time, p InsertParams) (Row, error) {
 		}
 		return Row{}, fmt.Errorf("%w %q (registered: %v)", ErrUnknownKind, p.Kind, c.workers.Kinds())
 	}
+	if known && kc.Unavailable != nil {
+		return Row{}, fmt.Errorf("%w: %s: %v", ErrKindUnavailable, p.Kind, kc.Unavailable)
+	}
 	r, err := p.toRow(now, kc, c.retry)
 	if err != nil {
 		return Row{}, err

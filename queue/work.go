@@ -161,7 +161,11 @@ func (c *Client) decide(a *attempt, kc *KindConfig, hctx context.Context, err er
 	if job.Retry != nil {
 		policy = job.Retry.merge(policy)
 	}
-	o.State, o.RunAt = StateRetryable, now.Add(policy.Delay(job.Attempt, c.cfg.Rand))
+	delay := policy.Delay(job.Attempt, c.cfg.Rand)
+	if d, ok := RetryAfterDelay(err); ok && d > delay {
+		delay = d
+	}
+	o.State, o.RunAt = StateRetryable, now.Add(delay)
 	return o, EventRetried, err
 }
 

@@ -71,6 +71,7 @@ func newClient(t testing.TB, release chan struct{}) *queue.Client {
 			return ctx.Err()
 		}
 	})
+	w.HandleFunc("video", func(context.Context, *queue.Job) error { return nil }, queue.WithUnavailable(errors.New("ffmpeg not found on PATH")))
 	c, err := queue.New(queue.Config{
 		Driver: d, Workers: w, Queues: map[string]queue.QueueConfig{"default": {MaxWorkers: 4}},
 		PollInterval: 20 * time.Millisecond, CancelCheckInterval: 20 * time.Millisecond,

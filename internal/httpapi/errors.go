@@ -58,6 +58,7 @@ var sentinels = []struct {
 	{queue.ErrNotFound, CodeNotFound},
 	{queue.ErrWrongState, CodeConflict},
 	{queue.ErrUnknownKind, CodeValidation},
+	{queue.ErrKindUnavailable, CodeValidation},
 	{queue.ErrInvalid, CodeValidation},
 	{queue.ErrStopped, CodeUnavailable},
 	{context.DeadlineExceeded, CodeUnavailable},

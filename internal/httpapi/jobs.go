@@ -146,7 +146,7 @@ func parseCreate(body []byte, v func(queue.InsertParams) error) (queue.InsertPar
 	}
 	if err := v(p); err != nil {
 		switch {
-		case errors.Is(err, queue.ErrUnknownKind):
+		case errors.Is(err, queue.ErrUnknownKind), errors.Is(err, queue.ErrKindUnavailable):
 			return p, &Error{Code: CodeValidation, Message: "the request has invalid fields", Fields: []FieldError{{"kind", err.Error()}}, Err: err}
 		case errors.Is(err, queue.ErrInvalid):
 			return p, &Error{Code: CodeValidation, Message: err.Error(), Err: err}
@@ -429,9 +429,16 @@ func (a *API) setPaused(w http.ResponseWriter, r *http.Request, paused bool) {
 }
 
 func (a *API) listKinds(w http.ResponseWriter, r *http.Request) {
-	kinds := a.jobs.Workers().Kinds()
+	ws := a.jobs.Workers()
+	kinds := ws.Kinds()
 	if kinds == nil {
 		kinds = []string{}
 	}
-	WriteJSON(w, r, http.StatusOK, map[string]any{"kinds": kinds})
+	unavailable := map[string]string{}
+	for _, k := range kinds {
+		if kc, ok := ws.Kind(k); ok && kc.Unavailable != nil {
+			unavailable[k] = kc.Unavailable.Error()
+		}
+	}
+	WriteJSON(w, r, http.StatusOK, map[string]any{"kinds": kinds, "unavailable": unavailable})
 }

@@ -274,7 +274,11 @@ func TestQueuesAndKinds(t *testing.T) {
 	}
 
 	r = e.do("GET", "/api/v1/kinds", "")
-	if r.status != 200 || string(r.body) != `{"kinds":["block","noop"]}`+"\n" {
+	if r.status != 200 || string(r.body) != `{"kinds":["block","noop","video"],"unavailable":{"video":"ffmpeg not found on PATH"}}`+"\n" {
 		t.Errorf("kinds: %d %s", r.status, r.body)
+	}
+	p = problemOf(t, e.do("POST", "/api/v1/jobs", `{"kind":"video"}`), 422)
+	if f := fields(p); len(f) != 1 || f[0] != "kind" || !strings.Contains(fmt.Sprint(p), "ffmpeg not found on PATH") {
+		t.Errorf("enqueueing an unavailable kind: %v", p)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"reflect"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -202,9 +201,9 @@ func (t *Tracing) work(ctx context.Context, job *queue.Job, work func(context.Co
 		span.End()
 	case err == nil:
 		endJob(span, job, "completed", codes.Unset, "", nil)
-	case isA(err, snoozeType):
+	case queue.IsSnooze(err):
 		endJob(span, job, "snoozed", codes.Unset, "", nil)
-	case isA(err, cancelType):
+	case queue.IsCancel(err):
 		endJob(span, job, "cancelled", codes.Error, err.Error(), err)
 	default:
 		endJob(span, job, "failed", codes.Error, err.Error(), err)
@@ -231,34 +230,4 @@ func endJob(span trace.Span, job *queue.Job, outcome string, code codes.Code, de
 		span.SetStatus(code, desc)
 	}
 	span.End()
-}
-
-// The engine's snooze and cancel errors are unexported types; their
-// dynamic types tell them apart from failures.
-var (
-	snoozeType = reflect.TypeOf(queue.Snooze(0))
-	cancelType = reflect.TypeOf(queue.Cancel(nil))
-)
-
-// isA reports whether err, or an error it wraps, has dynamic type typ.
-func isA(err error, typ reflect.Type) bool {
-	for err != nil {
-		if reflect.TypeOf(err) == typ {
-			return true
-		}
-		switch u := err.(type) {
-		case interface{ Unwrap() []error }:
-			for _, e := range u.Unwrap() {
-				if isA(e, typ) {
-					return true
-				}
-			}
-			return false
-		case interface{ Unwrap() error }:
-			err = u.Unwrap()
-		default:
-			return false
-		}
-	}
-	return false
 }

@@ -21,7 +21,6 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/kilnhq/kiln/queue"
 )
 
 // env is a fake environment for readEnv.
@@ -337,28 +336,6 @@ func TestParentFromBadMetadata(t *testing.T) {
 	} {
 		if sc := parentFrom(json.RawMessage(md)); sc.IsValid() {
 			t.Errorf("parentFrom(%s) = %v", md, sc)
-		}
-	}
-}
-
-func TestIsA(t *testing.T) {
-	t.Parallel()
-	snooze := queue.Snooze(time.Second)
-	cancel := queue.Cancel(nil)
-	for _, c := range []struct {
-		err            error
-		snooze, cancel bool
-	}{
-		{snooze, true, false},
-		{fmt.Errorf("later: %w", snooze), true, false},
-		{errors.Join(errors.New("x"), fmt.Errorf("y: %w", cancel)), false, true},
-		{cancel, false, true},
-		{queue.Permanent(errors.New("bad args")), false, false},
-		{errors.New("snoozed for 1s"), false, false},
-		{nil, false, false},
-	} {
-		if isA(c.err, snoozeType) != c.snooze || isA(c.err, cancelType) != c.cancel {
-			t.Errorf("%v: snooze %v cancel %v", c.err, isA(c.err, snoozeType), isA(c.err, cancelType))
 		}
 	}
 }

@@ -177,6 +177,14 @@ func testBadInput(h *harness) {
 	if _, err := c.Insert(h.ctx, queue.InsertParams{Kind: "unknown"}); !errors.Is(err, queue.ErrUnknownKind) {
 		h.Errorf("unknown kind: %v, want ErrUnknownKind", err)
 	}
+	// A kind registered as unavailable is refused with its reason.
+	w.HandleFunc("video", nop, queue.WithUnavailable(errors.New("ffmpeg not found on PATH")))
+	if _, err := c.Insert(h.ctx, queue.InsertParams{Kind: "video"}); !errors.Is(err, queue.ErrKindUnavailable) || !strings.Contains(err.Error(), "ffmpeg not found") {
+		h.Errorf("unavailable kind: %v, want ErrKindUnavailable with the reason", err)
+	}
+	if err := c.ValidateInsert(queue.InsertParams{Kind: "video"}); !errors.Is(err, queue.ErrKindUnavailable) {
+		h.Errorf("unavailable kind, ValidateInsert: %v", err)
+	}
 	// One bad job refuses the whole batch.
 	_, err := c.InsertMany(h.ctx, []queue.InsertParams{{Kind: "known"}, {Kind: "known", Args: []byte("nope")}})
 	if !errors.Is(err, queue.ErrInvalid) {

@@ -25,6 +25,7 @@ var retryTests = []test{
 	{"Defaults", testRetryDefaults},
 	{"ClientDefault", testRetryClientDefault},
 	{"Unbounded", testRetryUnbounded},
+	{"RetryAfter", testRetryAfter},
 }
 
 var outcomeTests = []test{
@@ -225,6 +226,26 @@ func (h *harness) failUntilFinal(c *queue.Client, id int64, delays []time.Durati
 var errAlways = errors.New("always fails")
 
 func alwaysFail(context.Context, *queue.Job) error { return errAlways }
+
+// testRetryAfter: a RetryAfter longer than the policy's delay pushes the
+// next attempt back to it, a shorter one leaves the policy's delay, and
+// both use an attempt, so the job still fails when they run out.
+func testRetryAfter(h *harness) {
+	var calls atomic.Int32
+	w := queue.NewWorkers()
+	w.HandleFunc("busy", func(context.Context, *queue.Job) error {
+		if calls.Add(1) == 1 {
+			return queue.RetryAfter(errors.New("429 too many requests"), time.Minute)
+		}
+		return queue.RetryAfter(errors.New("503 unavailable"), time.Second)
+	}, fixed(3, 10*time.Second))
+	c := h.startClient(w, map[string]int{queue.DefaultQueue: 1})
+	j := h.insert(c, queue.InsertParams{Kind: "busy"})
+	h.failUntilFinal(c, j.ID, []time.Duration{time.Minute, 10 * time.Second})
+	if got := h.get(c, j.ID); len(got.Errors) != 3 || got.Errors[0].Error != "429 too many requests" {
+		h.Errorf("errors after RetryAfter: %+v, want three with the handler's message", got.Errors)
+	}
+}
 
 // testRetryUnbounded: MaxAttempts of math.MaxInt, the natural way to say
 // "retry forever", retries; it must not wrap around in storage into a
