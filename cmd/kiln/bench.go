@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -13,6 +16,10 @@ import (
 	"golang.org/x/term"
 
 	"github.com/kilnhq/kiln/internal/bench"
+	"github.com/kilnhq/kiln/internal/metrics"
+	"github.com/kilnhq/kiln/internal/monitor"
+	"github.com/kilnhq/kiln/internal/tracing"
+	"github.com/kilnhq/kiln/queue"
 )
 
 // isTerminal reports whether w is a terminal.
@@ -29,6 +36,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		rate     float64
 		duration time.Duration
 		asJSON   bool
+		tele     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -46,9 +54,16 @@ Without --db the run uses a fresh SQLite file in a temporary directory,
 removed afterwards. Against an existing database the jobs go to a queue of
 their own (bench_<random>), never touching other jobs; they are pruned with
 the other completed jobs. With --json the last line of output is one JSON
-object.`,
+object.
+
+--telemetry turns on what serve runs by default, so that its cost is part of
+the figures: Prometheus metrics fed by every job event (and scraped every
+15s, queue depth included), the runtime monitor, the slow-job log, and
+OpenTelemetry tracing of every insert and attempt when
+OTEL_EXPORTER_OTLP_ENDPOINT is set. Compare runs with and without it.`,
 		Example: `  kiln bench --mode throughput --jobs 50000 --workers 100
-  kiln bench --mode latency --rate 200 --duration 10s --json`,
+  kiln bench --mode latency --rate 200 --duration 10s --json
+  kiln bench --telemetry --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mode != "throughput" && mode != "latency" {
@@ -91,11 +106,21 @@ object.`,
 			}
 			defer s.Close()
 			o := bench.Options{Driver: s.driver, Jobs: jobs, Workers: workers, Rate: rate, Duration: duration, Logger: log, Queue: bench.NewQueueName()}
+			telemetryDesc := "off"
+			if tele {
+				bt, err := startBenchTelemetry(cmd.Context(), s.driver, log)
+				if err != nil {
+					return err
+				}
+				defer bt.stop()
+				o.Configure = bt.configure
+				telemetryDesc = bt.describe()
+			}
 			if !asJSON {
 				if isTerminal(g.stderr) {
 					o.Progress = g.stderr // a redrawn bar only where one can be seen
 				}
-				fmt.Fprintf(g.stdout, "kiln bench: %s on %s, queue %s\n", mode, s.display, o.Queue)
+				fmt.Fprintf(g.stdout, "kiln bench: %s on %s, queue %s, telemetry %s\n", mode, s.display, o.Queue, telemetryDesc)
 			}
 			var res any
 			if mode == "throughput" {
@@ -140,5 +165,79 @@ object.`,
 	fl.Float64Var(&rate, "rate", 200, "latency: inserts per second")
 	fl.DurationVar(&duration, "duration", 10*time.Second, "latency: how long to insert")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
+	fl.BoolVar(&tele, "telemetry", false, "run with metrics, the runtime monitor, the slow-job log and (when OTEL_EXPORTER_OTLP_ENDPOINT is set) tracing, as serve does")
 	return cmd
+}
+
+// benchTelemetry is serve's observability, run inside kiln bench.
+type benchTelemetry struct {
+	metrics *metrics.Metrics
+	slow    *monitor.SlowLog
+	tracing *tracing.Tracing
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+}
+
+// startBenchTelemetry starts the runtime monitor and a 15s metrics scrape
+// (as a Prometheus server would) and sets up tracing from the
+// environment. Stop it with stop.
+func startBenchTelemetry(ctx context.Context, d queue.Driver, log *slog.Logger) (*benchTelemetry, error) {
+	tr, err := tracing.Setup(ctx, tracing.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	bt := &benchTelemetry{
+		metrics: metrics.New(metrics.Options{Queues: driverStats{d}, Logger: log}),
+		slow:    monitor.NewSlowLog(monitor.SlowOptions{RequestThreshold: monitor.Disabled, JobThreshold: time.Minute, Logger: log}),
+		tracing: tr,
+		log:     log,
+	}
+	ctx, bt.cancel = context.WithCancel(context.Background())
+	mon := monitor.New(monitor.Options{SchedLatencyThreshold: 100 * time.Millisecond, Logger: log, OnLag: bt.slow.Lag})
+	bt.wg.Go(func() { mon.Run(ctx) })
+	bt.wg.Go(func() {
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, err := bt.metrics.Registry().Gather(); err != nil {
+					log.Warn("bench: metrics scrape", "err", err)
+				}
+			}
+		}
+	})
+	return bt, nil
+}
+
+// configure adds the telemetry's hooks to an engine client's config.
+func (bt *benchTelemetry) configure(cfg *queue.Config) {
+	cfg.Hooks = append(cfg.Hooks, bt.metrics.ObserveJobEvent, bt.slow.Job)
+	cfg.InsertHook, cfg.WorkHook = bt.tracing.InsertHook(), bt.tracing.WorkHook()
+}
+
+// describe says what is on, for the report's first line.
+func (bt *benchTelemetry) describe() string {
+	if bt.tracing.InsertHook() != nil {
+		return "on (metrics, runtime monitor, slow log, tracing)"
+	}
+	return "on (metrics, runtime monitor, slow log; tracing off: OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+}
+
+func (bt *benchTelemetry) stop() {
+	bt.cancel()
+	bt.wg.Wait()
+	bt.slow.Wait()
+	shutdownTracing(bt.tracing, bt.log)
+}
+
+// driverStats gives the metrics' queue-depth collector the driver's
+// counts, as the engine client would.
+type driverStats struct{ d queue.Driver }
+
+func (s driverStats) Queues(ctx context.Context) ([]queue.QueueStats, error) {
+	return s.d.QueueStats(ctx, time.Now())
 }

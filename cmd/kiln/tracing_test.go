@@ -277,3 +277,36 @@ func TestServeRefusesGRPC(t *testing.T) {
 		t.Errorf("serve created %v before refusing", m)
 	}
 }
+
+// TestBenchTelemetry: kiln bench --telemetry runs the jobs with the
+// tracing hooks in place (every attempt's span reaches the collector by
+// the time bench exits) and says what was on.
+func TestBenchTelemetry(t *testing.T) {
+	t.Parallel()
+	oc := newOTLPCollector(t)
+	const jobs = 300
+	r := kiln(t, []string{"OTEL_EXPORTER_OTLP_ENDPOINT=" + oc.URL, "OTEL_SDK_DISABLED=false"},
+		"bench", "--telemetry", "--jobs", strconv.Itoa(jobs), "--workers", "20")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if !strings.Contains(r.stdout, "telemetry on (metrics, runtime monitor, slow log, tracing)") {
+		t.Errorf("bench output does not say telemetry was on:\n%s", r.stdout)
+	}
+	oc.mu.Lock()
+	attempts := 0
+	for _, s := range oc.spans {
+		if s.GetName() == "job noop" {
+			attempts++
+		}
+	}
+	oc.mu.Unlock()
+	if attempts != jobs {
+		t.Errorf("collector holds %d job spans, want %d: %s", attempts, jobs, oc)
+	}
+
+	off := kiln(t, nil, "bench", "--jobs", "50", "--workers", "5")
+	if off.code != 0 || !strings.Contains(off.stdout, "telemetry off") {
+		t.Errorf("bench without --telemetry: %v", off)
+	}
+}
