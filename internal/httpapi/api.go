@@ -87,6 +87,8 @@ type API struct {
 	patterns []string
 	handler  http.Handler
 	doc      []byte
+	// bodyLimit is Config.BodyLimit, for routes that set none.
+	bodyLimit int64
 }
 
 // New returns the API with every route of [API.routes] registered.
@@ -103,7 +105,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.CPU == nil {
 		cfg.CPU = cpupool.Default()
 	}
-	a := &API{jobs: cfg.Jobs, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux()}
+	a := &API{jobs: cfg.Jobs, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux(), bodyLimit: cfg.BodyLimit}
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(openAPIDoc))
 	dec.UseNumber()
@@ -130,7 +132,7 @@ func New(cfg Config) (*API, error) {
 		return nil, fmt.Errorf("httpapi: encode OpenAPI document: %w", err)
 	}
 	a.doc = append(b, '\n')
-	var inner http.Handler = withBodyLimit(cfg.BodyLimit, problemMux(a.mux))
+	var inner http.Handler = problemMux(a.mux)
 	for i := len(cfg.Middleware) - 1; i >= 0; i-- {
 		inner = cfg.Middleware[i](inner)
 	}
@@ -169,16 +171,28 @@ func (a *API) route(rt Route) (Scope, error) {
 	if scope == ScopePublic {
 		scope = DefaultScope(method)
 	}
+	if rt.BodyLimit < 0 || rt.ReadTimeout < 0 {
+		return 0, fmt.Errorf("httpapi: route %q: negative BodyLimit or ReadTimeout", rt.Pattern)
+	}
 	var h http.Handler = rt.Handler
 	if method == http.MethodPost && a.idem != nil {
 		h = a.idem(h)
 	}
-	a.handle(rt.Pattern, withAuth(a.auth, scope, h))
+	h = withAuth(a.auth, scope, h)
+	if rt.ReadTimeout > 0 {
+		h = withReadTimeout(rt.ReadTimeout, h)
+	}
+	limit := a.bodyLimit
+	if rt.BodyLimit > 0 {
+		limit = rt.BodyLimit
+	}
+	a.mux.Handle(rt.Pattern, setRoute(withBodyLimit(limit, h)))
+	a.patterns = append(a.patterns, rt.Pattern)
 	return scope, nil
 }
 
 func (a *API) handle(pattern string, h http.Handler) {
-	a.mux.Handle(pattern, setRoute(h))
+	a.mux.Handle(pattern, setRoute(withBodyLimit(a.bodyLimit, h)))
 	a.patterns = append(a.patterns, pattern)
 }
 

@@ -118,6 +118,12 @@ func classify(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
+	// A handler that streams a body (an upload) meets the route's limit
+	// as a read error.
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("the request body is over the limit of %d bytes", tooLarge.Limit), Err: err}
+	}
 	for _, s := range sentinels {
 		if errors.Is(err, s.err) {
 			// Engine messages about rejected input and missing jobs are

@@ -203,6 +203,17 @@ func withBodyLimit(limit int64, next http.Handler) http.Handler {
 	})
 }
 
+// withReadTimeout moves the connection's read deadline to d from now, so
+// that an upload may take longer than the server's ReadTimeout.
+func withReadTimeout(d time.Duration, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Not every writer can (an httptest recorder cannot); the
+		// server's own deadline then applies.
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		next.ServeHTTP(w, r)
+	})
+}
+
 // setRoute records the matched pattern for the access log.
 func setRoute(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // Scope is what an API token may do. Scopes are ordered: a token with a
@@ -73,6 +74,13 @@ type Route struct {
 	Pattern string
 	Handler http.HandlerFunc
 	Scope   Scope
+	// BodyLimit caps this route's request bodies instead of the API's
+	// Config.BodyLimit (uploads); zero means the API's.
+	BodyLimit int64
+	// ReadTimeout, if set, gives this route's request that long to
+	// arrive from its start instead of the server's ReadTimeout, for
+	// uploads that take longer on a slow link.
+	ReadTimeout time.Duration
 }
 
 // Module is a feature that serves routes under [Prefix] and documents

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -144,6 +145,60 @@ func TestDefaultBodyLimit(t *testing.T) {
 	defer resp2.Body.Close()
 	if resp2.StatusCode != 413 {
 		t.Errorf("chunked 1 MiB+ body: %d", resp2.StatusCode)
+	}
+}
+
+// TestRouteBodyLimit: a route's own BodyLimit replaces the API's for that
+// route alone, for a declared length and for a chunked body alike.
+func TestRouteBodyLimit(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, make(chan struct{}))
+	upload := func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			WriteError(w, r, err)
+			return
+		}
+		WriteJSON(w, r, http.StatusOK, map[string]int64{"bytes": n})
+	}
+	mod := fakeModule{[]Route{{Pattern: "POST /api/v1/uploads", Handler: upload, BodyLimit: 4 << 20, ReadTimeout: time.Minute}},
+		`{"paths":{"/api/v1/uploads":{"post":{"responses":{"200":{"description":"x"}}}}}}`}
+	a, err := New(Config{Jobs: c, Modules: []Module{mod}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newServer(t, a)
+	post := func(path string, n int, chunked bool) int {
+		ct := "application/octet-stream"
+		if path == "/api/v1/jobs" {
+			ct = "application/json"
+		}
+		t.Helper()
+		var body io.Reader = bytes.NewReader(make([]byte, n))
+		if chunked {
+			body = io.MultiReader(body) // hides the length
+		}
+		resp, err := http.Post(srv+path, ct, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode
+	}
+	for _, chunked := range []bool{false, true} {
+		if got := post("/api/v1/uploads", 3<<20, chunked); got != 200 {
+			t.Errorf("3 MiB upload (chunked %v): %d, want 200", chunked, got)
+		}
+		if got := post("/api/v1/uploads", 5<<20, chunked); got != 413 {
+			t.Errorf("5 MiB upload (chunked %v): %d, want 413", chunked, got)
+		}
+		if got := post("/api/v1/jobs", 2<<20, chunked); got != 413 {
+			t.Errorf("2 MiB job body (chunked %v): %d, want 413 from the API's limit", chunked, got)
+		}
+	}
+	if _, err := New(Config{Jobs: c, Modules: []Module{fakeModule{[]Route{{Pattern: "POST /api/v1/uploads", Handler: upload, BodyLimit: -1}}, mod.doc}}}); err == nil {
+		t.Error("a negative BodyLimit was accepted")
 	}
 }
 
