@@ -24,6 +24,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/kilnhq/kiln/internal/resilience"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -102,10 +103,38 @@ type Querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
+// txRetry is how [DB.InTx] retries a transaction that failed on a
+// transient error: 3 tries in all, after a few milliseconds each.
+var txRetry = resilience.Retry{MaxAttempts: 3, Base: 5 * time.Millisecond, Max: 50 * time.Millisecond}
+
 // InTx runs fn in a transaction on W and commits it when fn returns nil;
 // otherwise, or when fn panics, it rolls back. The commit error, if any,
 // is returned wrapped.
-func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+//
+// A transaction that fails on a transient error ([IsTransient]: a
+// serialization failure or deadlock on PostgreSQL, a busy or locked
+// database on SQLite) is rolled back and run again from the start, up to
+// 3 times in all, a few milliseconds apart, while ctx lasts. fn must
+// therefore do only database work in tx (and set variables it returns):
+// no calls to other services, no messages sent, nothing that a rollback
+// does not undo.
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	var final error // an error not worth another try, returned as is
+	err := resilience.Do(ctx, txRetry, func(ctx context.Context) error {
+		err := db.inTx(ctx, fn)
+		if err != nil && !IsTransient(err) {
+			final = err
+			return resilience.Permanent(err)
+		}
+		return err
+	})
+	if final != nil {
+		return final
+	}
+	return err
+}
+
+func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
 	tx, err := db.W.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -160,6 +189,31 @@ func (s timeScanner) Scan(v any) error {
 		return fmt.Errorf("scan time: unexpected %T", v)
 	}
 	return nil
+}
+
+// IsTransient reports whether err is worth retrying the transaction it
+// ended: a serialization failure (40001) or deadlock (40P01) on
+// PostgreSQL, a busy or locked database (SQLITE_BUSY, SQLITE_LOCKED) on
+// SQLite.
+func IsTransient(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pg.Code == "40001" || pg.Code == "40P01"
+	}
+	// The pure-Go SQLite library's errors have a Code method; the cgo
+	// one's are known by their text (the same text SQLite gives both).
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		if c := coded.Code() & 0xff; c == 5 || c == 6 { // SQLITE_BUSY, SQLITE_LOCKED
+			return true
+		}
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "database table is locked") ||
+		strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "SQLITE_LOCKED")
 }
 
 // IsUniqueViolation reports whether err is a unique-constraint violation.
