@@ -107,8 +107,8 @@ func (r Retry) Delay(n int) time.Duration {
 // at once, returning the error as is, when the error is permanent
 // ([IsPermanent]: made by [Permanent] or queue.Permanent). When ctx is
 // done before a call or during a wait it returns an error wrapping both
-// ctx's cause and the last error. An error made by [RetryAfter] makes
-// the next wait at least as long as it asks.
+// ctx's cause and the last error. An error made by [RetryAfter] (or
+// queue.RetryAfter) makes the next wait at least as long as it asks.
 func Do(ctx context.Context, r Retry, fn func(ctx context.Context) error) error {
 	r = r.withDefaults()
 	start := r.Now()
@@ -212,12 +212,12 @@ func RetryAfter(err error, d time.Duration) error {
 	return &retryAfterError{err, max(d, 0)}
 }
 
-// RetryAfterHint returns the wait asked for by [RetryAfter] in err's
-// chain, and whether there was one.
+// RetryAfterHint returns the wait asked for by [RetryAfter] or
+// queue.RetryAfter in err's chain, and whether there was one.
 func RetryAfterHint(err error) (time.Duration, bool) {
 	var r *retryAfterError
 	if errors.As(err, &r) {
 		return r.d, true
 	}
-	return 0, false
+	return queue.RetryAfterDelay(err)
 }

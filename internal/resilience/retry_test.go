@@ -132,7 +132,7 @@ func TestDoRetryAfterIsAMinimum(t *testing.T) {
 		case 1:
 			return RetryAfter(errFlaky, 7*time.Second) // more than the backoff's 0.5s
 		case 2:
-			return RetryAfter(errFlaky, time.Millisecond) // less than the backoff's 1s
+			return queue.RetryAfter(errFlaky, time.Millisecond) // less than the backoff's 1s
 		}
 		return nil
 	})
