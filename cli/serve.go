@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -110,9 +110,7 @@ func (f *engineFlags) check(g *globals) (map[string]queue.QueueConfig, *slog.Log
 	return qs, log, nil
 }
 
-func (f *engineFlags) config(s *store, qs map[string]queue.QueueConfig, log *slog.Logger) queue.Config {
-	w := queue.NewWorkers()
-	app.RegisterKinds(w, s.app)
+func (f *engineFlags) config(w *queue.Workers, s *store, qs map[string]queue.QueueConfig, log *slog.Logger) queue.Config {
 	return queue.Config{
 		Driver: s.driver, Workers: w, Queues: qs, ID: f.id, Logger: log,
 		LeaseDuration: f.lease, PollInterval: f.pollInterval, JobTimeout: f.jobTimeout,
@@ -142,7 +140,7 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 		return err
 	}
 	defer s.Close()
-	cfg := f.config(s, qs, log)
+	cfg := f.config(g.workers(s), s, qs, log)
 	tr, err := t.startTracing(ctx, &cfg, log)
 	if err != nil {
 		return err

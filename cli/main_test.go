@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -28,9 +28,23 @@ const (
 	envHelper  = "KILN_TEST_HELPER"
 )
 
+// testOptions are the options of the kiln the tests run: the built-in
+// kinds plus greet, added the way a Go program adds its own (WithKinds).
+var testOptions = func() options {
+	var o options
+	WithKinds(func(w *queue.Workers) {
+		w.Handle("greet", queue.Typed(func(ctx context.Context, job *queue.Job, a struct {
+			Name string `json:"name"`
+		}) error {
+			return job.SetResult(map[string]string{"greeting": "hello, " + a.Name})
+		}))
+	})(&o)
+	return o
+}()
+
 func TestMain(m *testing.M) {
 	if os.Getenv(envRunMain) == "1" {
-		os.Exit(runMain())
+		os.Exit(runMain(testOptions))
 	}
 	if h := os.Getenv(envHelper); h != "" {
 		os.Exit(runHelper(h, os.Args[1:]))

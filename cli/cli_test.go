@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -341,6 +341,20 @@ func TestServe(t *testing.T) {
 		body, err := io.ReadAll(resp.Body)
 		return strings.Contains(string(body), `"state":"completed"`), err
 	})
+	// A kind added with WithKinds (see testOptions) is enqueued over
+	// HTTP like a built-in one and runs.
+	resp = do("POST", "/api/v1/jobs", `{"kind":"greet","args":{"name":"Ada"}}`)
+	loc = resp.Header.Get("Location")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /api/v1/jobs greet: %d", resp.StatusCode)
+	}
+	waitFor(t, 30*time.Second, func() string { return "the greet job to complete\n" + s.stderr.String() }, func() (bool, error) {
+		resp := do("GET", loc, "")
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), `"state":"completed"`) && strings.Contains(string(body), `"result":{"greeting":"hello, Ada"}`), err
+	})
 	resp = do("GET", "/api/v1/nope", "")
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("Content-Type") != "application/problem+json" {
@@ -356,7 +370,7 @@ func TestServe(t *testing.T) {
 	resp = do("GET", "/metrics", "")
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `kiln_http_request_duration_seconds_count{method="POST",route="/api/v1/jobs",status="201"} 1`) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `kiln_http_request_duration_seconds_count{method="POST",route="/api/v1/jobs",status="201"} 2`) {
 		t.Errorf("GET /metrics: %d\n%s", resp.StatusCode, body)
 	}
 

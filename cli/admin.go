@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kilnhq/kiln/internal/jobkinds"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -68,9 +67,7 @@ func withClient(ctx context.Context, g *globals, mustExist bool, fn func(*queue.
 		return err
 	}
 	defer s.Close()
-	w := queue.NewWorkers()
-	jobkinds.Register(w)
-	c, err := queue.New(queue.Config{Driver: s.driver, Workers: w})
+	c, err := queue.New(queue.Config{Driver: s.driver, Workers: g.workers(s)})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/app"
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/pgdriver"
@@ -23,6 +24,17 @@ type store struct {
 	driver  queue.Driver
 	app     *database.DB
 	display string // for messages; never contains a password
+}
+
+// workers returns a registry with every kind this command runs: the
+// built-in ones and those of WithKinds.
+func (g *globals) workers(s *store) *queue.Workers {
+	w := queue.NewWorkers()
+	app.RegisterKinds(w, s.app)
+	for _, register := range g.kinds {
+		register(w)
+	}
+	return w
 }
 
 // resolveDB turns --db and --data-dir into a database URL.
