@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,12 +33,38 @@ type engineFlags struct {
 
 func (f *engineFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.StringVar(&f.queues, "queues", "default=100", "queues to work and their concurrency, as name=workers,name=workers")
+	fl.StringVar(&f.queues, "queues", defaultQueues(runtime.GOMAXPROCS(0)), "queues to work and their concurrency, as name=workers,name=workers (CPU-bound kinds have queues of their own, sized to the CPUs)")
 	fl.DurationVar(&f.lease, "lease", 30*time.Second, "how long a claimed job is held without a heartbeat before it is rescued")
 	fl.DurationVar(&f.pollInterval, "poll-interval", time.Second, "how often to look for jobs no notification announced")
 	fl.DurationVar(&f.jobTimeout, "job-timeout", 15*time.Minute, "default per-attempt timeout for kinds that set none (negative: none)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are handed back")
 	fl.StringVar(&f.id, "id", "", "name of this process in leases and leadership (default host-pid-random)")
+}
+
+// defaultQueues is the default of --queues on a machine with procs CPUs:
+// I/O-bound work shares default; image thumbnails (images) get one worker
+// per CPU and ffmpeg (media, itself multi-threaded) one per two CPUs, so
+// that CPU-bound jobs cannot take every CPU from the API; webhook
+// deliveries wait on the network.
+func defaultQueues(procs int) string {
+	return fmt.Sprintf("default=100,images=%d,media=%d,webhooks=20", max(1, procs), max(1, procs/2))
+}
+
+// unworkedQueues returns, for each kind registered on w whose queue is
+// not in qs, "kind (queue)": those jobs would wait forever here.
+func unworkedQueues(w *queue.Workers, qs map[string]queue.QueueConfig) []string {
+	var out []string
+	for _, k := range w.Kinds() {
+		kc, _ := w.Kind(k)
+		q := kc.Queue
+		if q == "" {
+			q = queue.DefaultQueue
+		}
+		if _, ok := qs[q]; !ok {
+			out = append(out, fmt.Sprintf("%s (queue %s)", k, q))
+		}
+	}
+	return out
 }
 
 // parseQueues parses "name=N,name=N".
@@ -168,6 +195,10 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 		attrs = append(attrs, "admin", "http://"+tel.admin.Addr())
 	}
 	log.Info("job engine started", attrs...)
+	if missing := unworkedQueues(cfg.Workers, cfg.Queues); len(missing) > 0 {
+		log.Warn("some kinds go to queues this process does not work; another process must, or add them to --queues",
+			"kinds", strings.Join(missing, ", "))
+	}
 	var runErr error
 	if during != nil {
 		runErr = during(ctx, &engine{client: c, store: s, log: log, tel: tel})

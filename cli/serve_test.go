@@ -1,7 +1,13 @@
 package cli
 
 import (
+	"context"
+	"slices"
 	"testing"
+
+	"github.com/kilnhq/kiln/internal/app"
+	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/queue"
 )
 
 func TestParseBytes(t *testing.T) {
@@ -34,5 +40,31 @@ func TestDBFlagHint(t *testing.T) {
 		if got := dbFlagHint(&tc.g); got != tc.want {
 			t.Errorf("dbFlagHint(%+v) = %q, want %q", tc.g, got, tc.want)
 		}
+	}
+}
+
+// TestDefaultQueuesCoverBuiltInKinds: with the default --queues every
+// built-in kind's queue is worked, and a kind on a queue left out is
+// named.
+func TestDefaultQueuesCoverBuiltInKinds(t *testing.T) {
+	t.Parallel()
+	w := queue.NewWorkers()
+	app.RegisterKinds(w, dbtest.SQLite(t).DB)
+	for _, procs := range []int{1, 2, 16} {
+		qs, err := parseQueues(defaultQueues(procs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if missing := unworkedQueues(w, qs); len(missing) != 0 {
+			t.Errorf("%d CPUs: default queues leave out %v", procs, missing)
+		}
+		if qs["images"].MaxWorkers != procs || qs["media"].MaxWorkers != max(1, procs/2) {
+			t.Errorf("%d CPUs: %v", procs, qs)
+		}
+	}
+	qs, _ := parseQueues("default=10")
+	w.HandleFunc("x.own", func(context.Context, *queue.Job) error { return nil }, queue.WithQueue("own"))
+	if got := unworkedQueues(w, qs); !slices.Contains(got, "x.own (queue own)") {
+		t.Errorf("unworked queues %v, want x.own (queue own) among them", got)
 	}
 }
