@@ -2,6 +2,11 @@
 # Compares GET /api/v1/users/{id} on PostgreSQL across
 #   kiln       kiln serve at its default log level (info)
 #   kiln-warn  kiln serve --log-level warn
+#   kiln-off   kiln serve with metrics, the runtime monitor, slow logs and
+#              the admin listener off (the observability overhead baseline)
+#   kiln-otel  kiln serve with tracing on too, exporting to a local OTLP sink
+#              (cmd/otlpsink), sampling OTEL_SAMPLE (default 0.1) of traces
+#   kiln-otel-all  the same, sampling every trace
 #   bare       cmd/bareusers: net/http + pgxpool, the same query
 #   express    node/express-users: Express 4 + pg under cluster
 # with wrk (random ids, users/random.lua), ROUNDS rounds interleaved.
@@ -60,7 +65,7 @@ repo=$(cd "$compare/../.." && pwd)
 IFS=, read -r -a systems <<<"$SYSTEMS"
 has() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 for s in "${systems[@]}"; do
-	case $s in kiln | kiln-warn | bare | express) ;; *) echo "unknown system $s (want kiln, kiln-warn, bare, express)" >&2; exit 2 ;; esac
+	case $s in kiln | kiln-warn | kiln-off | kiln-otel | kiln-otel-all | bare | express) ;; *) echo "unknown system $s (want kiln, kiln-warn, kiln-off, kiln-otel, kiln-otel-all, bare, express)" >&2; exit 2 ;; esac
 done
 
 need() { # command, how to get it
@@ -84,7 +89,7 @@ echo "logs in $LOGDIR, runs appended to $OUT" >&2
 
 # Build. kiln is always built: its migration creates the users table.
 (cd "$repo" && go build -o "$BIN/kiln" ./cmd/kiln)
-(cd "$compare" && go build -o "$BIN/bareusers" ./cmd/bareusers)
+(cd "$compare" && go build -o "$BIN/bareusers" ./cmd/bareusers && go build -o "$BIN/otlpsink" ./cmd/otlpsink)
 if has express; then
 	(cd "$compare/node/express-users" && npm ci --no-audit --no-fund >"$LOGDIR/npm-ci.log" 2>&1) ||
 		{ echo "npm ci failed; see $LOGDIR/npm-ci.log" >&2; exit 1; }
@@ -174,7 +179,7 @@ SQL
 	{ echo "seeding did not give ids 1..$USERS" >&2; exit 1; }
 
 token=
-if has kiln || has kiln-warn; then
+if has kiln || has kiln-warn || has kiln-off || has kiln-otel || has kiln-otel-all; then
 	"$BIN/kiln" token create --scope read --db "$kiln_db" >"$LOGDIR/token.out" 2>"$LOGDIR/token.err" ||
 		{ echo "kiln token create failed; see $LOGDIR/token.err" >&2; exit 1; }
 	token=$(tail -n1 "$LOGDIR/token.out")
@@ -202,6 +207,19 @@ start() {
 		# The admin listener stays on (as by default), on a port of its own.
 		cmd=("$BIN/kiln" serve --db "$kiln_db" --addr "$addr" --admin-addr "127.0.0.1:$(($2 + 1000))" --log-level "$log_level")
 		;;
+	kiln-off)
+		log_level=info
+		cmd=("$BIN/kiln" serve --db "$kiln_db" --addr "$addr" --admin-addr off --log-level info
+			--metrics=false --runtime-monitor=false --slow-request 0 --slow-job 0)
+		;;
+	kiln-otel | kiln-otel-all)
+		log_level=info
+		local ratio=${OTEL_SAMPLE:-0.1}
+		[[ $1 == kiln-otel-all ]] && ratio=1
+		cmd=(env OTEL_EXPORTER_OTLP_ENDPOINT="http://$SINK" OTEL_TRACES_SAMPLER=parentbased_traceidratio
+			OTEL_TRACES_SAMPLER_ARG="$ratio" OTEL_SDK_DISABLED=false
+			"$BIN/kiln" serve --db "$kiln_db" --addr "$addr" --admin-addr "127.0.0.1:$(($2 + 1000))" --log-level info)
+		;;
 	bare) cmd=("$BIN/bareusers" --db "$DB" --schema "$schema" --addr "$addr") ;;
 	express) cmd=(node "$compare/node/express-users/server.mjs" --db "$DB" --schema "$schema" --port "$2" --workers 2) ;;
 	esac
@@ -223,6 +241,13 @@ wait_ready() {
 	done
 	return 1
 }
+
+# The OTLP sink for the tracing systems runs for the whole script.
+SINK=127.0.0.1:$((PORT_BASE + 999))
+if has kiln-otel || has kiln-otel-all; then
+	"$BIN/otlpsink" --addr "$SINK" >"$LOGDIR/otlpsink.log" 2>&1 &
+	pids+=("$!")
+fi
 
 lua=$here/random.lua
 for round in $(seq 1 "$ROUNDS"); do
