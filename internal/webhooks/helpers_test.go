@@ -1,0 +1,333 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/resilience"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// clock is a settable clock for the circuit breakers.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// env is the webhooks API and a started engine over a test database.
+type env struct {
+	t        *testing.T
+	de       *dbtest.Env
+	client   *queue.Client
+	svc      *Service
+	api      *httpapi.API
+	srv      *httptest.Server
+	breakers *resilience.Breakers
+	// clock is the breakers' clock; it moves only when a test moves it.
+	clock *clock
+}
+
+type envOpts struct {
+	timeout     time.Duration // per attempt; 0: 2s
+	maxAttempts int           // 0: 8
+}
+
+func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
+	t.Helper()
+	if o.timeout == 0 {
+		o.timeout = 2 * time.Second
+	}
+	clk := &clock{t: time.Now()}
+	br := resilience.NewBreakers(resilience.BreakerOptions{Now: clk.Now})
+	w := queue.NewWorkers()
+	got := RegisterKinds(w, de.DB, Options{
+		Breakers: br,
+		Timeout:  o.timeout,
+		Retry:    queue.RetryPolicy{MaxAttempts: o.maxAttempts, BaseDelay: 10 * time.Millisecond, MaxDelay: 40 * time.Millisecond},
+	})
+	if got != br {
+		t.Fatal("RegisterKinds did not return the breakers it was given")
+	}
+	c := de.Client(t, queue.Config{
+		Workers:      w,
+		Queues:       map[string]queue.QueueConfig{Queue: {MaxWorkers: 4}},
+		PollInterval: 20 * time.Millisecond,
+	}, true)
+	svc := NewService(de.DB, c, br, nil)
+	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	return &env{t: t, de: de, client: c, svc: svc, api: api, srv: srv, breakers: br, clock: clk}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (e *env) do(method, path, body string, hdr ...string) response {
+	e.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, e.srv.URL+path, rd)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return response{resp.StatusCode, resp.Header, b}
+}
+
+func decode[T any](t *testing.T, r response) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+	return v
+}
+
+// The API's answers, as a client reads them.
+type (
+	webhookView struct {
+		ID          int64  `json:"id"`
+		URL         string `json:"url"`
+		Description string `json:"description"`
+		Secret      string `json:"secret"`
+		SecretHint  string `json:"secret_hint"`
+		Deliveries  string `json:"deliveries"`
+		Breaker     *struct {
+			Host                string     `json:"host"`
+			State               string     `json:"state"`
+			ConsecutiveFailures int        `json:"consecutive_failures"`
+			OpenUntil           *time.Time `json:"open_until"`
+		} `json:"breaker"`
+	}
+	attemptView struct {
+		Attempt      int        `json:"attempt"`
+		JobAttempt   int        `json:"job_attempt"`
+		StartedAt    time.Time  `json:"started_at"`
+		DurationMS   int64      `json:"duration_ms"`
+		StatusCode   *int       `json:"status_code"`
+		Error        string     `json:"error"`
+		Outcome      string     `json:"outcome"`
+		ResponseBody string     `json:"response_body"`
+		NextRetryAt  *time.Time `json:"next_retry_at"`
+	}
+	deliveryView struct {
+		ID           int64           `json:"id"`
+		WebhookID    int64           `json:"webhook_id"`
+		Event        string          `json:"event"`
+		Status       string          `json:"status"`
+		AttemptCount int             `json:"attempt_count"`
+		LastError    string          `json:"last_error"`
+		CreatedAt    time.Time       `json:"created_at"`
+		FinishedAt   *time.Time      `json:"finished_at"`
+		JobID        int64           `json:"job_id"`
+		Job          string          `json:"job"`
+		Delivery     string          `json:"delivery"`
+		Payload      json.RawMessage `json:"payload"`
+		Attempts     []attemptView   `json:"attempts"`
+	}
+)
+
+// createWebhook registers url and checks the 201 answer.
+func (e *env) createWebhook(url string) webhookView {
+	e.t.Helper()
+	r := e.do("POST", "/api/v1/webhooks", fmt.Sprintf(`{"url":%q,"description":"test"}`, url))
+	if r.status != 201 {
+		e.t.Fatalf("create webhook %s: %d %s", url, r.status, r.body)
+	}
+	w := decode[webhookView](e.t, r)
+	if w.ID < 1 || !strings.HasPrefix(w.Secret, SecretPrefix) || r.header.Get("Location") != fmt.Sprintf("/api/v1/webhooks/%d", w.ID) {
+		e.t.Fatalf("create answer %+v, Location %q", w, r.header.Get("Location"))
+	}
+	return w
+}
+
+// deliver posts an event to webhook id and checks the 202 answer.
+func (e *env) deliver(id int64, event, payload string) deliveryView {
+	e.t.Helper()
+	r := e.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", id), fmt.Sprintf(`{"event":%q,"payload":%s}`, event, payload))
+	if r.status != 202 {
+		e.t.Fatalf("deliver: %d %s", r.status, r.body)
+	}
+	d := decode[deliveryView](e.t, r)
+	if d.ID < 1 || d.JobID < 1 || r.header.Get("Location") != fmt.Sprintf("/api/v1/jobs/%d", d.JobID) || d.Status != "pending" ||
+		d.Job != r.header.Get("Location") || d.Delivery != fmt.Sprintf("/api/v1/webhook-deliveries/%d", d.ID) {
+		e.t.Fatalf("deliver answer %s, Location %q", r.body, r.header.Get("Location"))
+	}
+	return d
+}
+
+func (e *env) delivery(id int64) deliveryView {
+	e.t.Helper()
+	r := e.do("GET", fmt.Sprintf("/api/v1/webhook-deliveries/%d", id), "")
+	if r.status != 200 {
+		e.t.Fatalf("GET delivery %d: %d %s", id, r.status, r.body)
+	}
+	return decode[deliveryView](e.t, r)
+}
+
+func (e *env) job(id int64) *queue.Job {
+	e.t.Helper()
+	j, err := e.client.Get(context.Background(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return j
+}
+
+// waitJob polls job id until it is final, within a deadline.
+func (e *env) waitJob(id int64) *queue.Job {
+	e.t.Helper()
+	return e.waitJobFor(id, "final", func(j *queue.Job) bool { return j.State.Final() })
+}
+
+// waitJobFor polls job id until cond holds, within a deadline.
+func (e *env) waitJobFor(id int64, what string, cond func(*queue.Job) bool) *queue.Job {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		j := e.job(id)
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("job %d not %s after 20s: %s, attempt %d, errors %+v", id, what, j.State, j.Attempt, j.Errors)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitDelivery polls delivery id until cond holds, within a deadline.
+func (e *env) waitDelivery(id int64, what string, cond func(deliveryView) bool) deliveryView {
+	e.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d := e.delivery(id)
+		if cond(d) {
+			return d
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("delivery %d not %s after 20s: %+v", id, what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// request is what a receiver got.
+type request struct {
+	header http.Header
+	body   []byte
+	// verify is Verify's verdict with the endpoint's secret.
+	verify error
+}
+
+// receiver is a webhook endpoint: answer decides each response, given
+// the request's number (1 for the first).
+type receiver struct {
+	srv    *httptest.Server
+	answer func(n int, w http.ResponseWriter, r *http.Request)
+	secret atomic.Pointer[string]
+	hits   atomic.Int32
+
+	mu   sync.Mutex
+	reqs []request
+}
+
+func newReceiver(t *testing.T, answer func(n int, w http.ResponseWriter, r *http.Request)) *receiver {
+	rc := &receiver{answer: answer}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := int(rc.hits.Add(1))
+		body, _ := io.ReadAll(r.Body)
+		req := request{header: r.Header.Clone(), body: body}
+		if s := rc.secret.Load(); s != nil {
+			req.verify = Verify(*s, r.Header, body, time.Now(), time.Minute)
+		} else {
+			req.verify = fmt.Errorf("no secret set")
+		}
+		rc.mu.Lock()
+		rc.reqs = append(rc.reqs, req)
+		rc.mu.Unlock()
+		answer(n, w, r)
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) requests() []request {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]request(nil), rc.reqs...)
+}
+
+// register creates an endpoint for the receiver at path and tells the
+// receiver its secret.
+func (rc *receiver) register(e *env, path string) webhookView {
+	w := e.createWebhook(rc.srv.URL + path)
+	rc.secret.Store(&w.Secret)
+	return w
+}
+
+// status answers with code and body.
+func status(code int, body string) func(int, http.ResponseWriter, *http.Request) {
+	return func(_ int, w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func outcomes(d deliveryView) string {
+	var s []string
+	for _, a := range d.Attempts {
+		code := 0
+		if a.StatusCode != nil {
+			code = *a.StatusCode
+		}
+		s = append(s, fmt.Sprintf("%d:%s:%d", a.Attempt, a.Outcome, code))
+	}
+	return strings.Join(s, " ")
+}

@@ -1,0 +1,225 @@
+package webhooks
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/resilience"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// Jobs is what the service needs of the job engine; *queue.Client
+// satisfies it.
+type Jobs interface {
+	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+	Get(ctx context.Context, id int64) (*queue.Job, error)
+}
+
+var _ Jobs = (*queue.Client)(nil)
+
+// Service manages endpoints and deliveries.
+type Service struct {
+	db       *database.DB
+	st       store
+	jobs     Jobs
+	breakers *resilience.Breakers
+	now      func() time.Time
+}
+
+// NewService returns a service over db that enqueues webhook.deliver
+// jobs on jobs. breakers must be the set the deliveries use
+// ([Options].Breakers), so that an endpoint shows its host's breaker;
+// nil shows every host closed. now nil means time.Now.
+func NewService(db *database.DB, jobs Jobs, breakers *resilience.Breakers, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{db: db, st: store{db}, jobs: jobs, breakers: breakers, now: now}
+}
+
+func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// EndpointInput is what a new endpoint is made of.
+type EndpointInput struct {
+	URL         string
+	Description string
+}
+
+// CreateEndpoint validates in (a *[ValidationError] when bad) and stores
+// a new endpoint with a new signing secret, which the returned endpoint
+// carries.
+func (s *Service) CreateEndpoint(ctx context.Context, in EndpointInput) (Endpoint, error) {
+	var v validation
+	u, err := ValidateURL(in.URL)
+	if err != nil {
+		v.bad("url", "%s", err.Error())
+	}
+	validateDescription(&v, in.Description)
+	if err := v.err(); err != nil {
+		return Endpoint{}, err
+	}
+	secret, err := newSecret()
+	if err != nil {
+		return Endpoint{}, err
+	}
+	e := Endpoint{URL: u, Description: in.Description, Secret: secret, CreatedAt: s.timestamp()}
+	if err := s.st.insertEndpoint(ctx, &e); err != nil {
+		return Endpoint{}, err
+	}
+	return e, nil
+}
+
+// Endpoint returns endpoint id ([ErrNotFound] if there is none).
+func (s *Service) Endpoint(ctx context.Context, id int64) (Endpoint, error) {
+	return s.st.endpoint(ctx, s.db.R, id)
+}
+
+// Endpoints returns a page of endpoints, newest first.
+func (s *Service) Endpoints(ctx context.Context, p ListParams) ([]Endpoint, error) {
+	return s.st.endpoints(ctx, p)
+}
+
+// DeleteEndpoint deletes endpoint id with its deliveries and their
+// attempts ([ErrNotFound] if there is none). Jobs of its pending
+// deliveries find them gone and cancel themselves.
+func (s *Service) DeleteEndpoint(ctx context.Context, id int64) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error { return s.st.deleteEndpoint(ctx, tx, id) })
+}
+
+// Breaker returns the circuit breaker state of url's host in this
+// process.
+func (s *Service) Breaker(url string) resilience.BreakerState {
+	key := hostKey(url)
+	if s.breakers == nil {
+		return resilience.BreakerState{Key: key, State: resilience.Closed}
+	}
+	st, _ := s.breakers.State(key)
+	return st
+}
+
+// deliverArgs are the arguments of a webhook.deliver job.
+type deliverArgs struct {
+	DeliveryID int64 `json:"delivery_id"`
+}
+
+// Validate checks the delivery id.
+func (a *deliverArgs) Validate() error {
+	if a.DeliveryID < 1 {
+		return fmt.Errorf("delivery_id must be a positive integer, got %d", a.DeliveryID)
+	}
+	return nil
+}
+
+// Deliver stores a delivery of event with payload (a JSON object) to
+// endpoint endpointID and enqueues its job, in one transaction. Errors:
+// *[ValidationError], [ErrNotFound] for the endpoint.
+func (s *Service) Deliver(ctx context.Context, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
+	var d Delivery
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		d, err = s.Enqueue(ctx, tx, endpointID, event, payload)
+		return err
+	})
+	if err != nil {
+		return Delivery{}, err
+	}
+	return d, nil
+}
+
+// Enqueue stores a delivery of event with payload (a JSON object) to
+// endpoint endpointID and enqueues its webhook.deliver job, both in tx:
+// call it inside another feature's transaction so that the event is
+// delivered if and only if that transaction commits. Errors:
+// *[ValidationError] for a bad event or payload, [ErrNotFound] for the
+// endpoint (wrapped), or a database error that should abort tx.
+func (s *Service) Enqueue(ctx context.Context, tx *sql.Tx, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
+	var v validation
+	validateEvent(&v, event)
+	payload = normalizePayload(&v, payload)
+	if err := v.err(); err != nil {
+		return Delivery{}, err
+	}
+	if _, err := s.st.endpoint(ctx, tx, endpointID); err != nil {
+		return Delivery{}, err
+	}
+	d := Delivery{EndpointID: endpointID, Event: event, Payload: payload, Status: StatusPending, CreatedAt: s.timestamp()}
+	if err := s.st.insertDelivery(ctx, tx, &d); err != nil {
+		return Delivery{}, err
+	}
+	args, err := json.Marshal(deliverArgs{DeliveryID: d.ID})
+	if err != nil {
+		return Delivery{}, fmt.Errorf("encode job arguments: %w", err)
+	}
+	res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindDeliver, Args: args})
+	if err != nil {
+		return Delivery{}, fmt.Errorf("enqueue %s for delivery %d: %w", KindDeliver, d.ID, err)
+	}
+	if len(res) != 1 || res[0].Job == nil {
+		return Delivery{}, fmt.Errorf("enqueue %s for delivery %d: the engine returned %d results", KindDeliver, d.ID, len(res))
+	}
+	d.JobID = res[0].Job.ID
+	if err := s.st.setJob(ctx, tx, d.ID, d.JobID); err != nil {
+		return Delivery{}, err
+	}
+	return d, nil
+}
+
+// Deliveries returns a page of endpoint endpointID's deliveries, newest
+// first ([ErrNotFound] if there is no such endpoint).
+func (s *Service) Deliveries(ctx context.Context, endpointID int64, p ListParams) ([]Delivery, error) {
+	if _, err := s.st.endpoint(ctx, s.db.R, endpointID); err != nil {
+		return nil, err
+	}
+	return s.st.deliveries(ctx, endpointID, p)
+}
+
+// DeliveryDetail is a delivery with every attempt and its job. Job is
+// nil once the job has been pruned.
+type DeliveryDetail struct {
+	Delivery
+	Attempts []Attempt
+	Job      *queue.Job
+}
+
+// Delivery returns delivery id with its attempts and job ([ErrNotFound]
+// if there is none). A pending delivery whose job was cancelled or
+// failed shows as cancelled or failed, and its latest attempt's RetryAt
+// is the job's next run while it waits.
+func (s *Service) Delivery(ctx context.Context, id int64) (DeliveryDetail, error) {
+	d, err := s.st.delivery(ctx, s.db.R, id)
+	if err != nil {
+		return DeliveryDetail{}, err
+	}
+	as, err := s.st.attempts(ctx, id)
+	if err != nil {
+		return DeliveryDetail{}, err
+	}
+	out := DeliveryDetail{Delivery: d, Attempts: as}
+	j, err := s.jobs.Get(ctx, d.JobID)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return out, nil
+	case err != nil:
+		return DeliveryDetail{}, fmt.Errorf("webhook delivery %d: %w", id, err)
+	}
+	out.Job = j
+	if d.Status != StatusPending {
+		return out, nil
+	}
+	switch j.State {
+	case queue.StateCancelled:
+		out.Status = StatusCancelled
+	case queue.StateFailed:
+		out.Status = StatusFailed
+	case queue.StateScheduled, queue.StateRetryable:
+		if n := len(out.Attempts); n > 0 {
+			out.Attempts[n-1].RetryAt = j.RunAt
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,275 @@
+package webhooks
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/database"
+)
+
+// store is the SQL of the webhook tables.
+type store struct {
+	db *database.DB
+}
+
+const endpointColumns = `id, url, description, secret, created_at`
+
+func scanEndpoint(sc interface{ Scan(...any) error }) (Endpoint, error) {
+	var e Endpoint
+	err := sc.Scan(&e.ID, &e.URL, &e.Description, &e.Secret, database.ScanTime(&e.CreatedAt))
+	return e, err
+}
+
+// insertEndpoint stores e and sets its id.
+func (s store) insertEndpoint(ctx context.Context, e *Endpoint) error {
+	err := s.db.W.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO webhook_endpoints (url, description, secret, created_at) VALUES (?, ?, ?, ?) RETURNING id`),
+		e.URL, e.Description, e.Secret, s.db.Time(e.CreatedAt)).Scan(&e.ID)
+	if err != nil {
+		return fmt.Errorf("insert webhook endpoint: %w", err)
+	}
+	return nil
+}
+
+// endpoint returns endpoint id from q, or an error wrapping ErrNotFound.
+func (s store) endpoint(ctx context.Context, q database.Querier, id int64) (Endpoint, error) {
+	e, err := scanEndpoint(q.QueryRowContext(ctx, s.db.Rebind(`SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Endpoint{}, fmt.Errorf("webhook endpoint %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("read webhook endpoint %d: %w", id, err)
+	}
+	return e, nil
+}
+
+// ListParams page a listing, newest first: at most Limit rows with ids
+// below AfterID (0: from the newest).
+type ListParams struct {
+	Limit   int
+	AfterID int64
+}
+
+// endpoints returns a page of endpoints, newest first.
+func (s store) endpoints(ctx context.Context, p ListParams) ([]Endpoint, error) {
+	q := `SELECT ` + endpointColumns + ` FROM webhook_endpoints`
+	args := []any{}
+	if p.AfterID > 0 {
+		q += ` WHERE id < ?`
+		args = append(args, p.AfterID)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, p.Limit)
+	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list webhook endpoints: %w", err)
+	}
+	defer rows.Close()
+	out := []Endpoint{}
+	for rows.Next() {
+		e, err := scanEndpoint(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list webhook endpoints: %w", err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list webhook endpoints: %w", err)
+	}
+	return out, nil
+}
+
+// deleteEndpoint deletes endpoint id and, explicitly rather than only
+// through ON DELETE CASCADE, its deliveries and their attempts.
+func (s store) deleteEndpoint(ctx context.Context, tx *sql.Tx, id int64) error {
+	res, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_endpoints WHERE id = ?`), id)
+	if err != nil {
+		return fmt.Errorf("delete webhook endpoint %d: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("delete webhook endpoint %d: %w", id, err)
+	} else if n == 0 {
+		return fmt.Errorf("webhook endpoint %d: %w", id, ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = ?)`), id); err != nil {
+		return fmt.Errorf("delete the attempts of webhook endpoint %d: %w", id, err)
+	}
+	if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_deliveries WHERE endpoint_id = ?`), id); err != nil {
+		return fmt.Errorf("delete the deliveries of webhook endpoint %d: %w", id, err)
+	}
+	return nil
+}
+
+const deliveryColumns = `id, endpoint_id, event, payload, job_id, status, attempts, last_error, created_at, finished_at`
+
+func scanDelivery(sc interface{ Scan(...any) error }) (Delivery, error) {
+	var (
+		d       Delivery
+		payload string
+		status  string
+	)
+	err := sc.Scan(&d.ID, &d.EndpointID, &d.Event, &payload, &d.JobID, &status, &d.Attempts, &d.LastError,
+		database.ScanTime(&d.CreatedAt), database.ScanTime(&d.FinishedAt))
+	d.Payload, d.Status = []byte(payload), DeliveryStatus(status)
+	return d, err
+}
+
+// insertDelivery stores d, whose job is not yet known (job_id 0 until
+// setJob, in the same transaction), and sets its id.
+func (s store) insertDelivery(ctx context.Context, tx *sql.Tx, d *Delivery) error {
+	err := tx.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO webhook_deliveries (endpoint_id, event, payload, job_id, status, created_at) VALUES (?, ?, ?, 0, ?, ?) RETURNING id`),
+		d.EndpointID, d.Event, string(d.Payload), string(StatusPending), s.db.Time(d.CreatedAt)).Scan(&d.ID)
+	if err != nil {
+		return fmt.Errorf("insert webhook delivery: %w", err)
+	}
+	return nil
+}
+
+// setJob records delivery id's job.
+func (s store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
+	if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE webhook_deliveries SET job_id = ? WHERE id = ?`), jobID, id); err != nil {
+		return fmt.Errorf("set job of webhook delivery %d: %w", id, err)
+	}
+	return nil
+}
+
+// delivery returns delivery id, or an error wrapping ErrNotFound.
+func (s store) delivery(ctx context.Context, q database.Querier, id int64) (Delivery, error) {
+	d, err := scanDelivery(q.QueryRowContext(ctx, s.db.Rebind(`SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Delivery{}, fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Delivery{}, fmt.Errorf("read webhook delivery %d: %w", id, err)
+	}
+	return d, nil
+}
+
+// deliveries returns a page of endpoint id's deliveries, newest first.
+func (s store) deliveries(ctx context.Context, endpointID int64, p ListParams) ([]Delivery, error) {
+	q := `SELECT ` + deliveryColumns + ` FROM webhook_deliveries WHERE endpoint_id = ?`
+	args := []any{endpointID}
+	if p.AfterID > 0 {
+		q += ` AND id < ?`
+		args = append(args, p.AfterID)
+	}
+	q += ` ORDER BY id DESC LIMIT ?`
+	args = append(args, p.Limit)
+	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := []Delivery{}
+	for rows.Next() {
+		d, err := scanDelivery(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list webhook deliveries: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list webhook deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// attempts returns delivery id's attempts in order.
+func (s store) attempts(ctx context.Context, id int64) ([]Attempt, error) {
+	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(`SELECT seq, job_attempt, started_at, duration_ms, status_code, error, outcome, response_body, retry_at
+FROM webhook_attempts WHERE delivery_id = ? ORDER BY seq`), id)
+	if err != nil {
+		return nil, fmt.Errorf("read the attempts of webhook delivery %d: %w", id, err)
+	}
+	defer rows.Close()
+	out := []Attempt{}
+	for rows.Next() {
+		var (
+			a       Attempt
+			ms      int64
+			code    sql.NullInt64
+			outcome string
+		)
+		if err := rows.Scan(&a.Number, &a.JobAttempt, database.ScanTime(&a.StartedAt), &ms, &code, &a.Error, &outcome, &a.ResponseBody, database.ScanTime(&a.RetryAt)); err != nil {
+			return nil, fmt.Errorf("read the attempts of webhook delivery %d: %w", id, err)
+		}
+		a.Duration, a.StatusCode, a.Outcome = time.Duration(ms)*time.Millisecond, int(code.Int64), Outcome(outcome)
+		out = append(out, a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read the attempts of webhook delivery %d: %w", id, err)
+	}
+	return out, nil
+}
+
+// target is what an attempt needs: the delivery and its endpoint.
+type target struct {
+	Delivery
+	URL, Secret string
+}
+
+// target returns delivery id with its endpoint's URL and secret, or an
+// error wrapping ErrNotFound.
+func (s store) target(ctx context.Context, id int64) (target, error) {
+	var t target
+	var payload, status string
+	err := s.db.R.QueryRowContext(ctx, s.db.Rebind(`SELECT d.id, d.endpoint_id, d.event, d.payload, d.job_id, d.status, d.attempts, d.last_error, d.created_at, e.url, e.secret
+FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ?`), id).
+		Scan(&t.ID, &t.EndpointID, &t.Event, &payload, &t.JobID, &status, &t.Attempts, &t.LastError, database.ScanTime(&t.CreatedAt), &t.URL, &t.Secret)
+	if errors.Is(err, sql.ErrNoRows) {
+		return target{}, fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return target{}, fmt.Errorf("read webhook delivery %d: %w", id, err)
+	}
+	t.Payload, t.Status = []byte(payload), DeliveryStatus(status)
+	return t, nil
+}
+
+// record stores attempt a of delivery id (numbering it) and, when
+// status is not pending, finishes the delivery with it; lastError is
+// the delivery's last error ("" clears it). It returns the attempt's
+// number.
+func (s store) record(ctx context.Context, id int64, a Attempt, status DeliveryStatus, now time.Time) (int, error) {
+	var n int
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT coalesce(max(seq), 0) + 1 FROM webhook_attempts WHERE delivery_id = ?`), id).Scan(&n); err != nil {
+			return fmt.Errorf("number the attempt: %w", err)
+		}
+		var code any
+		if a.StatusCode != 0 {
+			code = a.StatusCode
+		}
+		_, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO webhook_attempts (delivery_id, seq, job_attempt, started_at, duration_ms, status_code, error, outcome, response_body, retry_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			id, n, a.JobAttempt, s.db.Time(a.StartedAt), a.Duration.Milliseconds(), code, a.Error, string(a.Outcome), a.ResponseBody, s.db.Time(a.RetryAt))
+		if err != nil {
+			return fmt.Errorf("insert the attempt: %w", err)
+		}
+		var finished any
+		if status != StatusPending {
+			finished = s.db.Time(now)
+		}
+		res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE webhook_deliveries SET attempts = ?, status = ?, last_error = ?, finished_at = ? WHERE id = ?`),
+			n, string(status), a.Error, finished, id)
+		if err != nil {
+			return fmt.Errorf("update the delivery: %w", err)
+		}
+		if k, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("update the delivery: %w", err)
+		} else if k == 0 {
+			return fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+		}
+		return nil
+	})
+	if database.IsForeignKeyViolation(err) {
+		// The endpoint, and so the delivery, was deleted meanwhile.
+		err = fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("record attempt of webhook delivery %d: %w", id, err)
+	}
+	return n, nil
+}

@@ -1,0 +1,218 @@
+package webhooks
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/database/dbtest"
+)
+
+type problem struct {
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"errors"`
+}
+
+// expectProblem checks that r is a problem with status naming fields.
+func expectProblem(t *testing.T, what string, r response, status int, fields ...string) {
+	t.Helper()
+	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("%s: %d %s %s, want %d problem", what, r.status, r.header.Get("Content-Type"), r.body, status)
+		return
+	}
+	p := decode[problem](t, r)
+	var got []string
+	for _, f := range p.Errors {
+		got = append(got, f.Field)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(fields) && len(fields) > 0 {
+		t.Errorf("%s: fields %v, want %v (%s)", what, got, fields, r.body)
+	}
+}
+
+func TestEndpointsAPI(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
+		e := newEnv(t, de, envOpts{})
+		w1 := e.createWebhook("HTTPS://Hooks.Example.COM:8443/in?x=1")
+		if w1.URL != "https://hooks.example.com:8443/in?x=1" || len(w1.Secret) != len(SecretPrefix)+43 ||
+			w1.SecretHint != w1.Secret[:len(SecretPrefix)+4]+"…" || w1.Description != "test" ||
+			w1.Deliveries != fmt.Sprintf("/api/v1/webhooks/%d/deliveries", w1.ID) {
+			t.Errorf("created %+v", w1)
+		}
+		w2 := e.createWebhook("http://127.0.0.1:9/")
+		if w2.Secret == w1.Secret {
+			t.Error("two endpoints share a secret")
+		}
+
+		// GET shows the hint and the breaker, never the secret.
+		r := e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w1.ID), "")
+		got := decode[webhookView](t, r)
+		if r.status != 200 || got.Secret != "" || strings.Contains(string(r.body), w1.Secret) || got.SecretHint != w1.SecretHint ||
+			got.Breaker == nil || got.Breaker.State != "closed" || got.Breaker.Host != "hooks.example.com:8443" {
+			t.Errorf("GET: %d %s", r.status, r.body)
+		}
+
+		// Listing: newest first, paged.
+		r = e.do("GET", "/api/v1/webhooks?limit=1", "")
+		page := decode[struct {
+			Webhooks []webhookView `json:"webhooks"`
+			Next     *string       `json:"next"`
+		}](t, r)
+		if r.status != 200 || len(page.Webhooks) != 1 || page.Webhooks[0].ID != w2.ID || page.Next == nil || strings.Contains(string(r.body), w1.Secret) {
+			t.Fatalf("page 1: %s", r.body)
+		}
+		r = e.do("GET", "/api/v1/webhooks?limit=1&after="+*page.Next, "")
+		page2 := decode[struct {
+			Webhooks []webhookView `json:"webhooks"`
+		}](t, r)
+		if len(page2.Webhooks) != 1 || page2.Webhooks[0].ID != w1.ID {
+			t.Errorf("page 2: %s", r.body)
+		}
+		expectProblem(t, "bad limit", e.do("GET", "/api/v1/webhooks?limit=0", ""), 400, "limit")
+		expectProblem(t, "bad after", e.do("GET", "/api/v1/webhooks?after=x", ""), 400, "after")
+		expectProblem(t, "unknown parameter", e.do("GET", "/api/v1/webhooks?state=x", ""), 400, "state")
+
+		// Bad input.
+		for name, c := range map[string]struct {
+			body   string
+			status int
+			fields []string
+		}{
+			"ftp":           {`{"url":"ftp://example.com/x"}`, 422, []string{"url"}},
+			"no host":       {`{"url":"https:///x"}`, 422, []string{"url"}},
+			"relative":      {`{"url":"/hooks"}`, 422, []string{"url"}},
+			"credentials":   {`{"url":"https://user:pw@example.com/"}`, 422, []string{"url"}},
+			"fragment":      {`{"url":"https://example.com/#x"}`, 422, []string{"url"}},
+			"space":         {`{"url":" https://example.com/"}`, 422, []string{"url"}},
+			"bad port":      {`{"url":"https://example.com:99999/"}`, 422, []string{"url"}},
+			"too long":      {`{"url":"https://example.com/` + strings.Repeat("a", MaxURLLength) + `"}`, 422, []string{"url"}},
+			"missing":       {`{"description":"x"}`, 422, []string{"url"}},
+			"description":   {`{"url":"https://example.com/","description":"` + strings.Repeat("d", MaxDescriptionLength+1) + `"}`, 422, []string{"description"}},
+			"both":          {`{"url":"gopher://x","description":"a\u0000b"}`, 422, []string{"url", "description"}},
+			"unknown field": {`{"url":"https://example.com/","secret":"mine"}`, 400, []string{"secret"}},
+			"wrong type":    {`{"url":5}`, 400, []string{"url"}},
+			"not JSON":      {`{"url":`, 400, nil},
+		} {
+			expectProblem(t, name, e.do("POST", "/api/v1/webhooks", c.body), c.status, c.fields...)
+		}
+		expectProblem(t, "form body", e.do("POST", "/api/v1/webhooks", `url=x`, "Content-Type", "application/x-www-form-urlencoded"), 415)
+		expectProblem(t, "unknown id", e.do("GET", "/api/v1/webhooks/9999", ""), 404)
+		expectProblem(t, "bad id", e.do("GET", "/api/v1/webhooks/abc", ""), 400, "id")
+
+		// Deleting.
+		if r := e.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""); r.status != 204 {
+			t.Errorf("DELETE: %d %s", r.status, r.body)
+		}
+		expectProblem(t, "deleted", e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
+		expectProblem(t, "deleted twice", e.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
+	})
+}
+
+func TestDeliveriesAPI(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
+		e := newEnv(t, de, envOpts{})
+		rc := newReceiver(t, status(200, "ok"))
+		wh := rc.register(e, "/")
+		path := fmt.Sprintf("/api/v1/webhooks/%d/deliveries", wh.ID)
+		for name, c := range map[string]struct {
+			body   string
+			status int
+			fields []string
+		}{
+			"no event":         {`{"payload":{}}`, 422, []string{"event"}},
+			"bad event":        {`{"event":"order confirmed","payload":{}}`, 422, []string{"event"}},
+			"dot first":        {`{"event":".x","payload":{}}`, 422, []string{"event"}},
+			"long event":       {`{"event":"` + strings.Repeat("e", MaxEventLength+1) + `","payload":{}}`, 422, []string{"event"}},
+			"no payload":       {`{"event":"x"}`, 422, []string{"payload"}},
+			"null payload":     {`{"event":"x","payload":null}`, 422, []string{"payload"}},
+			"array payload":    {`{"event":"x","payload":[1]}`, 422, []string{"payload"}},
+			"string payload":   {`{"event":"x","payload":"s"}`, 422, []string{"payload"}},
+			"both":             {`{"event":"","payload":1}`, 422, []string{"event", "payload"}},
+			"unknown field":    {`{"event":"x","payload":{},"url":"x"}`, 400, []string{"url"}},
+			"malformed":        {`{"event":"x","payload":{`, 400, nil},
+			"trailing":         {`{"event":"x","payload":{}} {}`, 400, nil},
+			"event not string": {`{"event":1,"payload":{}}`, 400, []string{"event"}},
+		} {
+			expectProblem(t, name, e.do("POST", path, c.body), c.status, c.fields...)
+		}
+		expectProblem(t, "unknown webhook", e.do("POST", "/api/v1/webhooks/9999/deliveries", `{"event":"x","payload":{}}`), 404)
+		expectProblem(t, "list of unknown webhook", e.do("GET", "/api/v1/webhooks/9999/deliveries", ""), 404)
+		expectProblem(t, "unknown delivery", e.do("GET", "/api/v1/webhook-deliveries/9999", ""), 404)
+		expectProblem(t, "bad delivery id", e.do("GET", "/api/v1/webhook-deliveries/0", ""), 400, "id")
+
+		var ids []int64
+		for i := range 3 {
+			d := e.deliver(wh.ID, fmt.Sprintf("thing.%d", i), fmt.Sprintf(`{"n":%d}`, i))
+			if string(d.Payload) != fmt.Sprintf(`{"n":%d}`, i) || d.Attempts == nil || len(d.Attempts) != 0 || d.WebhookID != wh.ID {
+				t.Errorf("202 answer %+v", d)
+			}
+			ids = append(ids, d.ID)
+			e.waitJob(d.JobID)
+		}
+		r := e.do("GET", path+"?limit=2", "")
+		var page struct {
+			Deliveries []deliveryView `json:"deliveries"`
+			Next       *string        `json:"next"`
+		}
+		if err := json.Unmarshal(r.body, &page); err != nil || r.status != 200 {
+			t.Fatalf("list: %d %s", r.status, r.body)
+		}
+		if len(page.Deliveries) != 2 || page.Deliveries[0].ID != ids[2] || page.Deliveries[1].ID != ids[1] || page.Next == nil {
+			t.Fatalf("page 1: %s", r.body)
+		}
+		if d := page.Deliveries[0]; d.Status != "delivered" || d.AttemptCount != 1 || d.Event != "thing.2" || d.Attempts != nil || d.Payload != nil {
+			t.Errorf("listed delivery %s", r.body)
+		}
+		r = e.do("GET", path+"?limit=2&after="+*page.Next, "")
+		if err := json.Unmarshal(r.body, &page); err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].ID != ids[0] || page.Next != nil {
+			t.Errorf("page 2: %s", r.body)
+		}
+		d := e.delivery(ids[0])
+		if d.Status != "delivered" || len(d.Attempts) != 1 || d.Attempts[0].ResponseBody != "ok" || d.FinishedAt == nil ||
+			d.FinishedAt.Before(d.CreatedAt) || time.Since(d.CreatedAt) > time.Minute {
+			t.Errorf("delivery %+v", d)
+		}
+	})
+}
+
+func TestCancelledJobShowsInDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.SQLite(t), envOpts{})
+	rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "3600")
+		status(503, "")(n, w, r)
+	})
+	wh := rc.register(e, "/")
+	d := e.deliver(wh.ID, "x", `{}`)
+	e.waitDelivery(d.ID, "attempted", func(d deliveryView) bool { return d.AttemptCount == 1 })
+	if r := e.do("POST", fmt.Sprintf("/api/v1/jobs/%d/cancel", d.JobID), ""); r.status != 200 {
+		t.Fatalf("cancel: %d %s", r.status, r.body)
+	}
+	if got := e.delivery(d.ID); got.Status != "cancelled" || got.Attempts[0].NextRetryAt != nil {
+		t.Errorf("delivery of a cancelled job: %+v", got)
+	}
+}
+
+func TestOpenAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.SQLite(t), envOpts{})
+	if m := e.api.DocMismatches(); len(m) > 0 {
+		t.Errorf("OpenAPI document and routes differ:\n%s", strings.Join(m, "\n"))
+	}
+	r := e.do("GET", "/api/v1/openapi.json", "")
+	for _, s := range []string{`"/api/v1/webhook-deliveries/{id}"`, `"WebhookDeliveryDetail"`, `Kiln-Signature`} {
+		if !strings.Contains(string(r.body), s) {
+			t.Errorf("OpenAPI document lacks %s", s)
+		}
+	}
+}
