@@ -34,11 +34,12 @@ func NewHandler(s *Service) *Handler { return &Handler{s: s} }
 
 var _ httpapi.Module = (*Handler)(nil)
 
-// Routes returns the webhooks routes.
+// Routes returns the webhooks routes. Registering an endpoint needs an
+// admin token, as deleting one does: it decides where kiln sends data.
 func (h *Handler) Routes() []httpapi.Route {
 	p := httpapi.Prefix
 	return []httpapi.Route{
-		{Pattern: "POST " + p + "/webhooks", Handler: h.create},
+		{Pattern: "POST " + p + "/webhooks", Handler: h.create, Scope: httpapi.ScopeAdmin},
 		{Pattern: "GET " + p + "/webhooks", Handler: h.list},
 		{Pattern: "GET " + p + "/webhooks/{id}", Handler: h.get},
 		{Pattern: "DELETE " + p + "/webhooks/{id}", Handler: h.delete},

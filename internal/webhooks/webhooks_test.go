@@ -1,14 +1,17 @@
 package webhooks
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/internal/httpapi"
 )
 
 type problem struct {
@@ -213,6 +216,55 @@ func TestOpenAPI(t *testing.T) {
 	for _, s := range []string{`"/api/v1/webhook-deliveries/{id}"`, `"WebhookDeliveryDetail"`, `Kiln-Signature`} {
 		if !strings.Contains(string(r.body), s) {
 			t.Errorf("OpenAPI document lacks %s", s)
+		}
+	}
+}
+
+// scopeAuth accepts the tokens "read", "write" and "admin" with those
+// scopes.
+type scopeAuth struct{}
+
+func (scopeAuth) Authenticate(_ context.Context, token string) (httpapi.Principal, error) {
+	s, err := httpapi.ParseScope(token)
+	if err != nil {
+		return httpapi.Principal{}, httpapi.ErrUnauthenticated
+	}
+	return httpapi.Principal{TokenID: token, Scope: s}, nil
+}
+
+// TestScopes: registering and deleting endpoints need an admin token;
+// delivering needs write, reading read.
+func TestScopes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.SQLite(t), envOpts{})
+	api, err := httpapi.New(httpapi.Config{Jobs: e.client, Auth: scopeAuth{}, Modules: []httpapi.Module{NewHandler(e.svc)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wh := e.createWebhook("https://example.com/")
+	for _, c := range []struct {
+		method, path, body, token string
+		want                      int
+	}{
+		{"POST", "/api/v1/webhooks", `{"url":"https://example.com/"}`, "write", 403},
+		{"POST", "/api/v1/webhooks", `{"url":"https://example.com/"}`, "admin", 201},
+		{"DELETE", fmt.Sprintf("/api/v1/webhooks/%d", wh.ID+1), "", "write", 403},
+		{"POST", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", wh.ID), `{"event":"x","payload":{}}`, "read", 403},
+		{"POST", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", wh.ID), `{"event":"x","payload":{}}`, "write", 202},
+		{"GET", fmt.Sprintf("/api/v1/webhooks/%d", wh.ID), "", "read", 200},
+		{"GET", "/api/v1/webhooks", "", "", 401},
+	} {
+		req := httptest.NewRequest(c.method, c.path, strings.NewReader(c.body))
+		if c.body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		rec := httptest.NewRecorder()
+		api.ServeHTTP(rec, req)
+		if rec.Code != c.want {
+			t.Errorf("%s %s with %q: %d %s, want %d", c.method, c.path, c.token, rec.Code, rec.Body, c.want)
 		}
 	}
 }
