@@ -1,0 +1,523 @@
+// Package images stores uploaded images and makes their thumbnails in
+// the background. POST /api/v1/images streams the upload into the blob
+// store, then stores the image row and enqueues an image.thumbnail job in
+// one transaction. The job, on queue "images", reads the image's header
+// first and refuses for good anything that is not PNG, JPEG or GIF or
+// that declares too many pixels (a decompression bomb fails before it
+// costs memory); then it decodes the image once, applies its EXIF
+// orientation, writes one variant per configured size (longest edge =
+// size, never scaled up) as JPEG (for JPEG input) or PNG, and marks the
+// image done. GET /api/v1/images/{id} shows the image and its variants;
+// the original and each variant download from the blob store.
+package images
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/blobs"
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// KindThumbnail is the job kind that makes an image's variants.
+const KindThumbnail = "image.thumbnail"
+
+// QueueName is the queue image.thumbnail jobs run on. Their work is
+// CPU-bound: its concurrency (queue.QueueConfig.MaxWorkers) bounds how
+// many images a process decodes at once, and so its memory.
+const QueueName = "images"
+
+// Defaults and bounds of [Options].
+const (
+	// DefaultMaxUploadBytes is the largest upload accepted by default.
+	DefaultMaxUploadBytes = 20 << 20
+	// DefaultMaxPixels is the most pixels an image may declare by default
+	// (50 megapixels: 200 MB once decoded to RGBA).
+	DefaultMaxPixels = 50_000_000
+	// DefaultMaxDimension is the longest side an image may declare by
+	// default.
+	DefaultMaxDimension = 20_000
+	// DefaultJobTimeout bounds one image.thumbnail attempt by default.
+	DefaultJobTimeout = 5 * time.Minute
+	// DefaultUploadTimeout is how long an upload may take to arrive by
+	// default: 20 MiB at about 70 KB/s.
+	DefaultUploadTimeout = 5 * time.Minute
+	// MinSize and MaxSize bound a variant size (its longest edge).
+	MinSize = 16
+	MaxSize = 8192
+	// MaxSizes is the most variant sizes an image may have.
+	MaxSizes = 8
+)
+
+// DefaultSizes are the variant sizes (longest edge, in pixels) made when
+// neither the options nor the upload name any.
+var DefaultSizes = []int{128, 512, 1024}
+
+// Options configure the images service and the image.thumbnail kind. Zero
+// fields take the defaults.
+type Options struct {
+	// Sizes are the variant sizes made for an upload that names none
+	// (default [DefaultSizes]); each in MinSize..MaxSize, at most
+	// MaxSizes of them.
+	Sizes []int
+	// MaxUploadBytes caps an uploaded file (default
+	// [DefaultMaxUploadBytes]); a larger one is answered 413. The upload
+	// route's body limit follows it ([Handler.BodyLimit]).
+	MaxUploadBytes int64
+	// UploadTimeout is how long an upload request may take to arrive and
+	// be answered (default [DefaultUploadTimeout]), instead of the
+	// server's read and write timeouts.
+	UploadTimeout time.Duration
+	// MaxPixels caps width × height as the image's header declares them
+	// (default [DefaultMaxPixels]); MaxDimension caps either side
+	// (default [DefaultMaxDimension]). Larger images fail their job
+	// permanently before anything is decoded.
+	MaxPixels    int64
+	MaxDimension int
+	// JobTimeout bounds one image.thumbnail attempt (default
+	// [DefaultJobTimeout]).
+	JobTimeout time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Validate checks o as given (zero fields stand for their defaults).
+func (o Options) Validate() error {
+	_, err := o.withDefaults()
+	return err
+}
+
+// withDefaults returns o with its zero fields defaulted and its sizes
+// sorted and de-duplicated, or an error naming what is wrong.
+func (o Options) withDefaults() (Options, error) {
+	if o.Sizes == nil {
+		o.Sizes = DefaultSizes
+	}
+	s, err := normalizeSizes(o.Sizes)
+	if err != nil {
+		return Options{}, fmt.Errorf("images: Options.Sizes: %w", err)
+	}
+	o.Sizes = s
+	switch {
+	case o.MaxUploadBytes < 0:
+		return Options{}, fmt.Errorf("images: Options.MaxUploadBytes must not be negative, got %d", o.MaxUploadBytes)
+	case o.MaxPixels < 0:
+		return Options{}, fmt.Errorf("images: Options.MaxPixels must not be negative, got %d", o.MaxPixels)
+	case o.MaxDimension < 0:
+		return Options{}, fmt.Errorf("images: Options.MaxDimension must not be negative, got %d", o.MaxDimension)
+	case o.JobTimeout < 0:
+		return Options{}, fmt.Errorf("images: Options.JobTimeout must not be negative, got %s", o.JobTimeout)
+	case o.UploadTimeout < 0:
+		return Options{}, fmt.Errorf("images: Options.UploadTimeout must not be negative, got %s", o.UploadTimeout)
+	}
+	if o.MaxUploadBytes == 0 {
+		o.MaxUploadBytes = DefaultMaxUploadBytes
+	}
+	if o.MaxPixels == 0 {
+		o.MaxPixels = DefaultMaxPixels
+	}
+	if o.MaxDimension == 0 {
+		o.MaxDimension = DefaultMaxDimension
+	}
+	if o.JobTimeout == 0 {
+		o.JobTimeout = DefaultJobTimeout
+	}
+	if o.UploadTimeout == 0 {
+		o.UploadTimeout = DefaultUploadTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}
+
+func (o Options) limits() limits {
+	return limits{maxPixels: o.MaxPixels, maxDimension: o.MaxDimension}
+}
+
+// maxSizesText bounds the sizes field of an upload: eight sizes of four
+// digits with separators and some spaces fit many times over.
+const maxSizesText = 256
+
+// ParseSizes parses a comma-separated list of variant sizes such as
+// "128, 512,1024": decimal integers in MinSize..MaxSize, at most
+// MaxSizes, spaces around each allowed. It returns them sorted, without
+// duplicates.
+func ParseSizes(s string) ([]int, error) {
+	if len(s) > maxSizesText {
+		return nil, fmt.Errorf("must be at most %d characters", maxSizesText)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("must list at least one size, such as 128,512,1024")
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) > MaxSizes {
+		return nil, fmt.Errorf("must list at most %d sizes, got %d", MaxSizes, len(parts))
+	}
+	out := make([]int, 0, len(parts))
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		if p == "" || len(p) > 5 || strings.Trim(p, "0123456789") != "" {
+			return nil, fmt.Errorf("size %d (%q) must be a whole number of pixels from %d to %d", i+1, p, MinSize, MaxSize)
+		}
+		n, _ := strconv.Atoi(p) // at most 5 digits: cannot fail
+		out = append(out, n)
+	}
+	return normalizeSizes(out)
+}
+
+// normalizeSizes checks sizes and returns them sorted, without
+// duplicates.
+func normalizeSizes(sizes []int) ([]int, error) {
+	if len(sizes) == 0 {
+		return nil, errors.New("must list at least one size")
+	}
+	if len(sizes) > MaxSizes {
+		return nil, fmt.Errorf("must list at most %d sizes, got %d", MaxSizes, len(sizes))
+	}
+	for _, n := range sizes {
+		if n < MinSize || n > MaxSize {
+			return nil, fmt.Errorf("size %d is out of range: each must be from %d to %d pixels", n, MinSize, MaxSize)
+		}
+	}
+	out := slices.Clone(sizes)
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// formatSizes is the stored form of sizes: "128,512,1024".
+func formatSizes(sizes []int) string {
+	parts := make([]string, len(sizes))
+	for i, n := range sizes {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}
+
+// Errors of the service; test for them with errors.Is.
+var (
+	// ErrNotFound means no image has the id.
+	ErrNotFound = errors.New("image not found")
+	// ErrNoSuchSize means the image has no variant of the size asked for.
+	ErrNoSuchSize = errors.New("the image has no variant of this size")
+	// ErrNotReady means the variant has not been made yet, or the image
+	// failed.
+	ErrNotReady = errors.New("the variant is not ready")
+	// ErrGone means the image's original file has been deleted.
+	ErrGone = errors.New("the original file no longer exists")
+	// ErrTooLarge means the upload passed Options.MaxUploadBytes.
+	ErrTooLarge = errors.New("the file is larger than the upload limit")
+	// ErrEmpty means the upload had no content.
+	ErrEmpty = errors.New("the file is empty")
+)
+
+// The statuses of an image.
+const (
+	StatusPending = "pending"
+	StatusDone    = "done"
+	StatusFailed  = "failed"
+)
+
+// Image is a stored image.
+type Image struct {
+	ID int64
+	// Filename is the uploaded file's name, sanitised (may be empty).
+	Filename string
+	// ContentType is the original's type as sniffed from its content:
+	// image/png, image/jpeg, image/gif, or application/octet-stream.
+	ContentType string
+	// Size is the original's length in bytes.
+	Size int64
+	// BlobID is the original's blob; empty once it has been deleted.
+	BlobID string
+	// Sizes are the variant sizes the image gets, sorted.
+	Sizes []int
+	// JobID is the image.thumbnail job.
+	JobID  int64
+	Status string
+	// Error says why the image failed.
+	Error string
+	// Width and Height are as displayed (after EXIF orientation), zero
+	// until the job has read the header.
+	Width, Height int
+	CreatedAt     time.Time
+	// CompletedAt is when the image became done or failed.
+	CompletedAt time.Time
+	// Variants are the ready variants, by size.
+	Variants []Variant
+}
+
+// Variant is one ready variant of an image.
+type Variant struct {
+	Size          int
+	BlobID        string
+	ContentType   string
+	Width, Height int
+	Bytes         int64
+}
+
+// Jobs is what the service needs of the job engine; *queue.Client
+// satisfies it.
+type Jobs interface {
+	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+	Get(ctx context.Context, id int64) (*queue.Job, error)
+}
+
+var _ Jobs = (*queue.Client)(nil)
+
+// Service stores images and reads them back.
+type Service struct {
+	db    *database.DB
+	st    store
+	jobs  Jobs
+	blobs *blobs.Store
+	opts  Options
+}
+
+// NewService returns a service over db that stores files in bs and
+// enqueues image.thumbnail jobs on jobs; it fails on invalid opts.
+func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, opts Options) (*Service, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &Service{db: db, st: store{db}, jobs: jobs, blobs: bs, opts: o}, nil
+}
+
+// Options returns the service's options, defaults filled in.
+func (s *Service) Options() Options { return s.opts }
+
+// Blobs returns the store the files are kept in.
+func (s *Service) Blobs() *blobs.Store { return s.blobs }
+
+// Upload stores r's content as a new image named filename with the given
+// variant sizes (nil for the default ones) and enqueues its
+// image.thumbnail job. The content is streamed, never held whole; it is
+// not checked for being an image here (the job does that). Errors:
+// [ErrTooLarge], [ErrEmpty], a size error (see [ParseSizes]), or a
+// failure to read r or to store.
+func (s *Service) Upload(ctx context.Context, filename string, sizes []int, r io.Reader) (Image, error) {
+	if sizes != nil {
+		var err error
+		if sizes, err = normalizeSizes(sizes); err != nil {
+			return Image{}, fmt.Errorf("sizes: %w", err)
+		}
+	}
+	b, err := s.storeOriginal(ctx, r)
+	if err != nil {
+		return Image{}, err
+	}
+	img, err := s.create(ctx, b, filename, sizes)
+	if err != nil {
+		s.discard(ctx, b.ID)
+		return Image{}, err
+	}
+	return img, nil
+}
+
+// storeOriginal streams r into a new blob typed by its first bytes.
+func (s *Service) storeOriginal(ctx context.Context, r io.Reader) (blobs.Blob, error) {
+	br := bufio.NewReaderSize(r, 512)
+	head, err := br.Peek(512)
+	if len(head) == 0 {
+		if err == io.EOF {
+			return blobs.Blob{}, ErrEmpty
+		}
+		return blobs.Blob{}, fmt.Errorf("images: read upload: %w", err)
+	}
+	b, err := s.blobs.PutLimit(ctx, sniffContentType(head), br, s.opts.MaxUploadBytes)
+	if errors.Is(err, blobs.ErrTooLarge) {
+		return blobs.Blob{}, fmt.Errorf("images: %w (%d bytes)", ErrTooLarge, s.opts.MaxUploadBytes)
+	}
+	if err != nil {
+		return blobs.Blob{}, fmt.Errorf("images: store upload: %w", err)
+	}
+	return b, nil
+}
+
+// discard deletes blob id, the original of an upload that was not
+// stored; a failure only leaves a file behind, so it is not reported.
+func (s *Service) discard(ctx context.Context, id string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	_ = s.blobs.Delete(ctx, id)
+}
+
+// thumbnailArgs are the arguments of an image.thumbnail job.
+type thumbnailArgs struct {
+	ImageID int64 `json:"image_id"`
+}
+
+// Validate checks the image id.
+func (a *thumbnailArgs) Validate() error {
+	if a.ImageID < 1 {
+		return fmt.Errorf("image_id must be a positive integer, got %d", a.ImageID)
+	}
+	return nil
+}
+
+// create stores the image of original blob b and enqueues its job in one
+// transaction. sizes nil means the default ones.
+func (s *Service) create(ctx context.Context, b blobs.Blob, filename string, sizes []int) (Image, error) {
+	if sizes == nil {
+		sizes = s.opts.Sizes
+	}
+	img := Image{
+		Filename: filename, ContentType: b.ContentType, Size: b.Size, BlobID: b.ID,
+		Sizes: sizes, Status: StatusPending, CreatedAt: s.opts.Now().UTC().Truncate(time.Microsecond),
+	}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		id, err := s.st.insert(ctx, tx, img)
+		if err != nil {
+			return err
+		}
+		args, err := json.Marshal(thumbnailArgs{ImageID: id})
+		if err != nil {
+			return fmt.Errorf("encode job arguments: %w", err)
+		}
+		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
+		if err != nil {
+			return fmt.Errorf("enqueue %s for image %d: %w", KindThumbnail, id, err)
+		}
+		if len(res) != 1 || res[0].Job == nil {
+			return fmt.Errorf("enqueue %s for image %d: the engine returned %d results", KindThumbnail, id, len(res))
+		}
+		img.ID, img.JobID = id, res[0].Job.ID
+		return s.st.setJob(ctx, tx, id, img.JobID)
+	})
+	if err != nil {
+		return Image{}, fmt.Errorf("images: create: %w", err)
+	}
+	return img, nil
+}
+
+// Status is an image with its job. Job is nil when the job no longer
+// exists (finished jobs are pruned; images stay).
+type Status struct {
+	Image Image
+	Job   *queue.Job
+}
+
+// Get returns the image with the id, its ready variants and its job
+// ([ErrNotFound] if there is no such image). An image still pending
+// whose job has failed or been cancelled is returned as failed, with the
+// job's last error, and so is one whose job no longer exists.
+func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
+	img, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Status{}, err
+	}
+	if img.Variants, err = s.st.variants(ctx, s.db.R, id); err != nil {
+		return Status{}, err
+	}
+	j, err := s.jobs.Get(ctx, img.JobID)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		j = nil
+	case err != nil:
+		return Status{}, fmt.Errorf("images: image %d: %w", id, err)
+	}
+	if img.Status == StatusPending {
+		switch {
+		case j == nil:
+			// Only finished jobs are pruned, and one that completed
+			// would have marked the image done.
+			img.Status, img.Error = StatusFailed, "the thumbnail job no longer exists"
+		case j.State == queue.StateFailed:
+			img.Status, img.Error = StatusFailed, "the thumbnail job failed"
+			if n := len(j.Errors); n > 0 {
+				img.Error += ": " + j.Errors[n-1].Error
+			}
+		case j.State == queue.StateCancelled:
+			img.Status, img.Error = StatusFailed, "the thumbnail job was cancelled"
+		}
+	}
+	return Status{Image: img, Job: j}, nil
+}
+
+// ListParams select a page of images, newest first.
+type ListParams struct {
+	// Limit is the page size (1..1000).
+	Limit int
+	// AfterID, if set, lists images with smaller ids (the next page).
+	AfterID int64
+}
+
+// List returns a page of images, newest first, with their ready
+// variants. Their status is as stored: a pending image whose job failed
+// shows as failed only through [Service.Get].
+func (s *Service) List(ctx context.Context, p ListParams) ([]Image, error) {
+	imgs, err := s.st.list(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	if len(imgs) == 0 {
+		return imgs, nil
+	}
+	vs, err := s.st.variantsOf(ctx, imgs[len(imgs)-1].ID, imgs[0].ID)
+	if err != nil {
+		return nil, err
+	}
+	byID := make(map[int64]int, len(imgs))
+	for i, img := range imgs {
+		byID[img.ID] = i
+	}
+	for _, v := range vs {
+		if i, ok := byID[v.imageID]; ok {
+			imgs[i].Variants = append(imgs[i].Variants, v.Variant)
+		}
+	}
+	return imgs, nil
+}
+
+// Original returns the image with the id if its original file still
+// exists ([ErrNotFound], [ErrGone]).
+func (s *Service) Original(ctx context.Context, id int64) (Image, error) {
+	img, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Image{}, err
+	}
+	if img.BlobID == "" {
+		return Image{}, fmt.Errorf("image %d: %w", id, ErrGone)
+	}
+	return img, nil
+}
+
+// Variant returns image id's variant of the given size: [ErrNotFound]
+// for an unknown image, [ErrNoSuchSize] for a size the image does not
+// get, [ErrNotReady] for one not made yet.
+func (s *Service) Variant(ctx context.Context, id int64, size int) (Image, Variant, error) {
+	img, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Image{}, Variant{}, err
+	}
+	if !slices.Contains(img.Sizes, size) {
+		return img, Variant{}, fmt.Errorf("image %d, size %d: %w", id, size, ErrNoSuchSize)
+	}
+	v, err := s.st.variant(ctx, id, size)
+	if err != nil {
+		return img, Variant{}, err
+	}
+	return img, v, nil
+}
+
+// ImagePath is the API path of image id.
+func ImagePath(id int64) string { return fmt.Sprintf("/api/v1/images/%d", id) }
+
+// OriginalPath is the API path of image id's original file.
+func OriginalPath(id int64) string { return fmt.Sprintf("/api/v1/images/%d/original", id) }
+
+// VariantPath is the API path of image id's variant of the given size.
+func VariantPath(id int64, size int) string {
+	return fmt.Sprintf("/api/v1/images/%d/variants/%d", id, size)
+}
