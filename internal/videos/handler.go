@@ -1,0 +1,245 @@
+package videos
+
+import (
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/blobs"
+	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/queue"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// Handler serves the videos API. It implements httpapi.Module.
+type Handler struct {
+	s         *Service
+	maxUpload int64
+}
+
+// NewHandler returns the HTTP handler of s, accepting uploads of up to
+// maxUpload bytes (0 means [DefaultMaxUpload]).
+func NewHandler(s *Service, maxUpload int64) *Handler {
+	if maxUpload <= 0 {
+		maxUpload = DefaultMaxUpload
+	}
+	return &Handler{s: s, maxUpload: maxUpload}
+}
+
+var _ httpapi.Module = (*Handler)(nil)
+
+// uploadTimeout is how long an upload may take to arrive.
+const uploadTimeout = 15 * time.Minute
+
+// Routes returns the videos routes.
+func (h *Handler) Routes() []httpapi.Route {
+	return []httpapi.Route{
+		{Pattern: "POST " + httpapi.Prefix + "/videos", Handler: h.create, BodyLimit: h.maxUpload, ReadTimeout: uploadTimeout},
+		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}", Handler: h.get},
+		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}/thumbnail", Handler: h.thumbnail},
+	}
+}
+
+// OpenAPI returns the OpenAPI fragment of the videos routes.
+func (h *Handler) OpenAPI() []byte { return openAPI }
+
+// createParams are the query parameters of POST /api/v1/videos.
+type createParams struct {
+	atMS     int64
+	width    int
+	filename string
+}
+
+// parseCreate reads the query of POST /api/v1/videos: at (seconds,
+// default 1), width (pixels, default 320) and filename.
+func parseCreate(q map[string][]string) (createParams, error) {
+	p := createParams{atMS: 1000, width: DefaultWidth, filename: "video"}
+	var fe []httpapi.FieldError
+	one := func(name string) (string, bool) {
+		v, ok := q[name]
+		if !ok {
+			return "", false
+		}
+		if len(v) != 1 {
+			fe = append(fe, httpapi.FieldError{Field: name, Message: "must be given once"})
+			return "", false
+		}
+		return v[0], true
+	}
+	if s, ok := one("at"); ok {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(f) || f < 0 || f*1000 > MaxAtMS {
+			fe = append(fe, httpapi.FieldError{Field: "at", Message: fmt.Sprintf("must be a time in seconds between 0 and %d, such as 2.5", MaxAtMS/1000)})
+		} else {
+			p.atMS = int64(math.Round(f * 1000))
+		}
+	}
+	if s, ok := one("width"); ok {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < MinWidth || n > MaxWidth {
+			fe = append(fe, httpapi.FieldError{Field: "width", Message: fmt.Sprintf("must be an integer between %d and %d", MinWidth, MaxWidth)})
+		} else {
+			p.width = n
+		}
+	}
+	if s, ok := one("filename"); ok {
+		if s = blobs.SanitizeFilename(s); s != "" {
+			p.filename = s
+		}
+	}
+	return p, httpapi.Invalid(fe)
+}
+
+// videoContentType checks the upload's Content-Type: video/* or
+// application/octet-stream.
+func videoContentType(header string) (string, error) {
+	mt, _, err := mime.ParseMediaType(header)
+	if err != nil || !(strings.HasPrefix(mt, "video/") || mt == "application/octet-stream") {
+		return "", httpapi.Errorf(httpapi.CodeUnsupportedMedia,
+			"send the video itself as the body with Content-Type video/mp4 (or another video/* type, or application/octet-stream); got %q", header)
+	}
+	return mt, nil
+}
+
+// videoResponse is a video as the API shows it.
+type videoResponse struct {
+	ID       int64   `json:"id"`
+	Filename string  `json:"filename"`
+	Bytes    int64   `json:"bytes,omitempty"`
+	At       float64 `json:"at"`
+	Width    int     `json:"width"`
+	JobID    int64   `json:"job_id"`
+	// State is the job's state; completed or failed when the job has
+	// been pruned.
+	State     string     `json:"state"`
+	Progress  int        `json:"progress"`
+	Error     string     `json:"error,omitempty"`
+	Status    string     `json:"status"`
+	Thumbnail *thumbInfo `json:"thumbnail"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+type thumbInfo struct {
+	URL    string `json:"url"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+}
+
+func jobPath(id int64) string { return fmt.Sprintf("%s/jobs/%d", httpapi.Prefix, id) }
+
+func toResponse(v Video, j *queue.Job) videoResponse {
+	out := videoResponse{
+		ID: v.ID, Filename: v.Filename, At: float64(v.AtMS) / 1000, Width: v.Width, JobID: v.JobID,
+		Error: v.Error, Status: jobPath(v.JobID), CreatedAt: v.CreatedAt,
+	}
+	switch {
+	case j != nil:
+		out.State, out.Progress = string(j.State), j.Progress
+	case v.Done():
+		out.State, out.Progress = string(queue.StateCompleted), 100
+	case v.Error != "":
+		out.State = string(queue.StateFailed)
+	default:
+		out.State = "unknown"
+	}
+	if v.Done() {
+		out.Thumbnail = &thumbInfo{URL: ThumbnailPath(v.ID), Width: v.ThumbnailWidth, Height: v.ThumbnailHeight}
+	}
+	return out
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	// Refuse before reading a large body for nothing.
+	if err := h.s.Available(); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	p, err := parseCreate(r.URL.Query())
+	if err != nil {
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	ct, err := videoContentType(r.Header.Get("Content-Type"))
+	if err != nil {
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	b, err := h.s.blobs.PutLimit(r.Context(), ct, r.Body, h.maxUpload)
+	if err != nil {
+		if errors.Is(err, blobs.ErrTooLarge) {
+			err = httpapi.Errorf(httpapi.CodeTooLarge, "the video is over the upload limit of %d bytes", h.maxUpload)
+		}
+		writeError(w, r, err)
+		return
+	}
+	if b.Size == 0 {
+		_ = h.s.blobs.Delete(r.Context(), b.ID)
+		httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeInvalid, "the body is empty; send the video as the request body"))
+		return
+	}
+	v, err := h.s.Create(r.Context(), b, p.filename, p.atMS, p.width)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Location", jobPath(v.JobID))
+	out := toResponse(v, nil)
+	out.State, out.Bytes = string(queue.StateAvailable), b.Size
+	httpapi.WriteJSON(w, r, http.StatusAccepted, out)
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	id, err := httpapi.PathID(r, "id")
+	if err != nil {
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	v, j, err := h.s.Get(r.Context(), id)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	httpapi.WriteJSON(w, r, http.StatusOK, toResponse(v, j))
+}
+
+func (h *Handler) thumbnail(w http.ResponseWriter, r *http.Request) {
+	id, err := httpapi.PathID(r, "id")
+	if err != nil {
+		httpapi.WriteError(w, r, err)
+		return
+	}
+	v, _, err := h.s.Get(r.Context(), id)
+	if err == nil && !v.Done() {
+		err = fmt.Errorf("video %d: %w", id, ErrNotReady)
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	blobs.Serve(w, r, h.s.blobs, v.ThumbnailBlobID, fmt.Sprintf("%s-%d.jpg", strings.TrimSuffix(v.Filename, ".mp4"), v.ID))
+}
+
+// writeError maps the service's errors to problems.
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		err = &httpapi.Error{Code: httpapi.CodeNotFound, Message: "no video has this id", Err: err}
+	case errors.Is(err, ErrNotReady):
+		err = &httpapi.Error{Code: httpapi.CodeConflict, Message: "the thumbnail is not made (yet); poll the video until its state is completed", Err: err}
+	case errors.Is(err, queue.ErrKindUnavailable):
+		err = &httpapi.Error{Code: httpapi.CodeValidation, Message: err.Error(), Err: err}
+	case errors.Is(err, queue.ErrUnknownKind):
+		// The engine was set up without RegisterKinds: a deployment
+		// fault, not bad input.
+		err = &httpapi.Error{Code: httpapi.CodeInternal, Err: err}
+	}
+	httpapi.WriteError(w, r, err)
+}

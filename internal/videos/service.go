@@ -1,0 +1,175 @@
+// Package videos takes thumbnails of uploaded videos with ffmpeg.
+//
+// POST /api/v1/videos stores the upload as a blob and, in one
+// transaction with the video's row, enqueues a video.thumbnail job. The
+// job copies the video to a temporary file (ffmpeg needs to seek), runs
+// ffmpeg in a subprocess bound to the job's context (so a timeout or a
+// cancel kills it), and stores the JPEG frame as a blob that
+// GET /api/v1/videos/{id}/thumbnail serves.
+//
+// When ffmpeg is not installed the kind is registered as unavailable:
+// enqueueing it is refused with a clear error and GET /api/v1/kinds says
+// why. Nothing pretends to have made a thumbnail.
+package videos
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/blobs"
+	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/queue"
+)
+
+// KindThumbnail is the job kind that takes a video's thumbnail.
+const KindThumbnail = "video.thumbnail"
+
+// Queue is the queue of video.thumbnail jobs: ffmpeg is CPU-bound, so it
+// runs with the concurrency of its own queue, apart from the other work.
+const Queue = "media"
+
+// Limits of a thumbnail request.
+const (
+	DefaultWidth = 320
+	MinWidth     = 16
+	MaxWidth     = 4096
+	// MaxAtMS is the latest frame one can ask for: 24 hours in.
+	MaxAtMS = 24 * 3600 * 1000
+	// DefaultMaxUpload is the default upload limit, 512 MiB.
+	DefaultMaxUpload = 512 << 20
+)
+
+// Errors of the service; test for them with errors.Is.
+var (
+	// ErrNotFound means no video has the id.
+	ErrNotFound = errors.New("video not found")
+	// ErrNotReady means the video's thumbnail is not made (yet).
+	ErrNotReady = errors.New("thumbnail not ready")
+)
+
+// Jobs is what the service needs of the job engine; *queue.Client
+// satisfies it.
+type Jobs interface {
+	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+	ValidateInsert(p queue.InsertParams) error
+	Get(ctx context.Context, id int64) (*queue.Job, error)
+}
+
+var _ Jobs = (*queue.Client)(nil)
+
+// Video is a stored video and its thumbnail, once made.
+type Video struct {
+	ID       int64
+	BlobID   string
+	Filename string
+	// AtMS is the time of the frame to take, in milliseconds.
+	AtMS int64
+	// Width is the thumbnail's requested width; its height keeps the
+	// video's aspect ratio.
+	Width int
+	JobID int64
+	// ThumbnailBlobID is empty until the thumbnail is made.
+	ThumbnailBlobID string
+	ThumbnailWidth  int
+	ThumbnailHeight int
+	// Error says why the thumbnail could not be made, for good.
+	Error       string
+	CreatedAt   time.Time
+	CompletedAt time.Time
+}
+
+// Done reports whether the thumbnail is made.
+func (v Video) Done() bool { return v.ThumbnailBlobID != "" }
+
+// Service stores videos and reads them back.
+type Service struct {
+	db    *database.DB
+	st    store
+	jobs  Jobs
+	blobs *blobs.Store
+	now   func() time.Time
+}
+
+// NewService returns a service over db that enqueues video.thumbnail jobs
+// on jobs and keeps files in blobs. now nil means time.Now.
+func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, now func() time.Time) *Service {
+	if now == nil {
+		now = time.Now
+	}
+	return &Service{db: db, st: store{db}, jobs: jobs, blobs: bs, now: now}
+}
+
+// thumbnailArgs are the arguments of a video.thumbnail job.
+type thumbnailArgs struct {
+	VideoID int64 `json:"video_id"`
+}
+
+// Validate checks the video id.
+func (a *thumbnailArgs) Validate() error {
+	if a.VideoID < 1 {
+		return fmt.Errorf("video_id must be a positive integer, got %d", a.VideoID)
+	}
+	return nil
+}
+
+// Available returns nil if video.thumbnail jobs can be enqueued here,
+// else the reason (wrapping queue.ErrKindUnavailable when ffmpeg is
+// missing).
+func (s *Service) Available() error {
+	return s.jobs.ValidateInsert(queue.InsertParams{Kind: KindThumbnail, Args: json.RawMessage(`{"video_id":1}`)})
+}
+
+// Create records the video whose content is the complete blob b and
+// enqueues its thumbnail job, in one transaction. If that fails, the
+// blob is deleted.
+func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atMS int64, width int) (Video, error) {
+	v := Video{BlobID: b.ID, Filename: filename, AtMS: atMS, Width: width, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		id, err := s.st.insert(ctx, tx, v)
+		if err != nil {
+			return err
+		}
+		v.ID = id
+		args, err := json.Marshal(thumbnailArgs{VideoID: id})
+		if err != nil {
+			return fmt.Errorf("encode job arguments: %w", err)
+		}
+		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
+		if err != nil {
+			return fmt.Errorf("enqueue %s for video %d: %w", KindThumbnail, id, err)
+		}
+		if len(res) != 1 || res[0].Job == nil {
+			return fmt.Errorf("enqueue %s for video %d: the engine returned %d results", KindThumbnail, id, len(res))
+		}
+		v.JobID = res[0].Job.ID
+		return s.st.setJob(ctx, tx, id, v.JobID)
+	})
+	if err != nil {
+		if derr := s.blobs.Delete(context.WithoutCancel(ctx), b.ID); derr != nil && !errors.Is(derr, blobs.ErrNotFound) {
+			err = errors.Join(err, fmt.Errorf("delete the upload: %w", derr))
+		}
+		return Video{}, fmt.Errorf("create video: %w", err)
+	}
+	return v, nil
+}
+
+// Get returns the video with the id ([ErrNotFound] if none) and its job,
+// nil when the job has been pruned.
+func (s *Service) Get(ctx context.Context, id int64) (Video, *queue.Job, error) {
+	v, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Video{}, nil, err
+	}
+	j, err := s.jobs.Get(ctx, v.JobID)
+	if errors.Is(err, queue.ErrNotFound) {
+		return v, nil, nil
+	}
+	if err != nil {
+		return Video{}, nil, fmt.Errorf("video %d: %w", id, err)
+	}
+	return v, j, nil
+}
