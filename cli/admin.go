@@ -67,7 +67,11 @@ func withClient(ctx context.Context, g *globals, mustExist bool, fn func(*queue.
 		return err
 	}
 	defer s.Close()
-	c, err := queue.New(queue.Config{Driver: s.driver, Workers: g.workers(s)})
+	w, err := g.workers(s, nil)
+	if err != nil {
+		return err
+	}
+	c, err := queue.New(queue.Config{Driver: s.driver, Workers: w})
 	if err != nil {
 		return err
 	}

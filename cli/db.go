@@ -27,14 +27,17 @@ type store struct {
 }
 
 // workers returns a registry with every kind this command runs: the
-// built-in ones and those of WithKinds.
-func (g *globals) workers(s *store) *queue.Workers {
+// built-in ones, with settings k (nil: the defaults), and those of
+// WithKinds.
+func (g *globals) workers(s *store, k *app.Kinds) (*queue.Workers, error) {
 	w := queue.NewWorkers()
-	app.RegisterKinds(w, s.app)
+	if err := app.RegisterKinds(w, s.app, k); err != nil {
+		return nil, err
+	}
 	for _, register := range g.kinds {
 		register(w)
 	}
-	return w
+	return w, nil
 }
 
 // resolveDB turns --db and --data-dir into a database URL.

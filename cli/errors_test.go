@@ -67,6 +67,14 @@ func TestBadInput(t *testing.T) {
 		{"queues twice", nil, []string{"worker", "--db", good, "--queues", "a=1,a=2"}, 2, "given twice"},
 		{"lease too short", nil, []string{"worker", "--db", good, "--lease", "1ms"}, 2, "--lease must be at least 3s"},
 		{"negative shutdown timeout", nil, []string{"serve", "--db", good, "--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout"},
+		{"image sizes not numbers", nil, []string{"serve", "--db", good, "--image-sizes", "small"}, 2, "--image-sizes"},
+		{"image size too large", nil, []string{"worker", "--db", good, "--image-sizes", "64,100000"}, 2, "--image-sizes"},
+		{"image upload limit", nil, []string{"serve", "--db", good, "--image-max-upload", "lots"}, 2, "--image-max-upload"},
+		{"image max pixels", nil, []string{"worker", "--db", good, "--image-max-pixels", "0"}, 2, "--image-max-pixels"},
+		{"video upload limit", nil, []string{"serve", "--db", good, "--video-max-upload", "0"}, 2, "--video-max-upload"},
+		{"ffmpeg timeout", nil, []string{"worker", "--db", good, "--ffmpeg-timeout", "-1s"}, 2, "--ffmpeg-timeout"},
+		{"webhook timeout", nil, []string{"serve", "--db", good, "--webhook-timeout", "0s"}, 2, "--webhook-timeout"},
+		{"bad env image sizes", []string{"KILN_IMAGE_SIZES=1,2"}, []string{"worker", "--db", good}, 2, "--image-sizes"},
 		{"bad log level", nil, []string{"worker", "--db", good, "--log-level", "loud"}, 2, "--log-level"},
 		{"unknown flag", nil, []string{"worker", "--db", good, "--bogus"}, 2, "unknown flag: --bogus"},
 		{"unknown command", nil, []string{"frobnicate"}, 2, `unknown command "frobnicate"`},
@@ -120,6 +128,8 @@ func TestRejectedFlagsTouchNoDatabase(t *testing.T) {
 		{"worker", "--lease", "1ms"},
 		{"serve", "--poll-interval", "1us"},
 		{"serve", "--log-format", "xml"},
+		{"serve", "--image-sizes", "0"},
+		{"worker", "--video-max-upload", "-5"},
 	} {
 		db := filepath.Join(t.TempDir(), "kiln.db")
 		r := kiln(t, nil, append(args, "--db", db)...)

@@ -29,6 +29,7 @@ type engineFlags struct {
 	jobTimeout      time.Duration
 	shutdownTimeout time.Duration
 	id              string
+	kinds           kindFlags
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -39,6 +40,7 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.jobTimeout, "job-timeout", 15*time.Minute, "default per-attempt timeout for kinds that set none (negative: none)")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long running jobs may finish before they are handed back")
 	fl.StringVar(&f.id, "id", "", "name of this process in leases and leadership (default host-pid-random)")
+	f.kinds.register(cmd)
 }
 
 // defaultQueues is the default of --queues on a machine with procs CPUs:
@@ -134,6 +136,9 @@ func (f *engineFlags) check(g *globals) (map[string]queue.QueueConfig, *slog.Log
 	if f.shutdownTimeout < 0 {
 		return nil, nil, usagef("--shutdown-timeout must not be negative")
 	}
+	if _, err := f.kinds.check(); err != nil {
+		return nil, nil, err
+	}
 	return qs, log, nil
 }
 
@@ -150,6 +155,7 @@ type engine struct {
 	store  *store
 	log    *slog.Logger
 	tel    *telemetry
+	kinds  *app.Kinds
 }
 
 // runEngine starts a client and its telemetry, calls during (if any) while
@@ -167,9 +173,17 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 		return err
 	}
 	defer s.Close()
-	cfg := f.config(g.workers(s), s, qs, log)
+	cfg := f.config(nil, s, qs, log)
 	tr, err := t.startTracing(ctx, &cfg, log)
 	if err != nil {
+		return err
+	}
+	kinds, err := f.kinds.kinds(tr, log)
+	if err == nil {
+		cfg.Workers, err = g.workers(s, kinds)
+	}
+	if err != nil {
+		shutdownTracing(tr, log)
 		return err
 	}
 	c, err := queue.New(cfg)
@@ -195,13 +209,18 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 		attrs = append(attrs, "admin", "http://"+tel.admin.Addr())
 	}
 	log.Info("job engine started", attrs...)
+	for _, k := range cfg.Workers.Kinds() {
+		if kc, _ := cfg.Workers.Kind(k); kc.Unavailable != nil {
+			log.Warn("job kind unavailable: enqueueing it is refused", "kind", k, "reason", kc.Unavailable.Error())
+		}
+	}
 	if missing := unworkedQueues(cfg.Workers, cfg.Queues); len(missing) > 0 {
 		log.Warn("some kinds go to queues this process does not work; another process must, or add them to --queues",
 			"kinds", strings.Join(missing, ", "))
 	}
 	var runErr error
 	if during != nil {
-		runErr = during(ctx, &engine{client: c, store: s, log: log, tel: tel})
+		runErr = during(ctx, &engine{client: c, store: s, log: log, tel: tel, kinds: kinds})
 	} else {
 		<-ctx.Done()
 	}
@@ -278,7 +297,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals, drai
 	a, err := app.New(app.Config{
 		Jobs: c, DB: e.store.app, Logger: log,
 		Metrics: e.tel.metrics, Slow: e.tel.slow, Monitor: e.tel.monitor,
-		Middleware: e.tel.httpMiddleware(),
+		Middleware: e.tel.httpMiddleware(), Kinds: e.kinds,
 	})
 	if err != nil {
 		return err

@@ -49,7 +49,14 @@ func TestDBFlagHint(t *testing.T) {
 func TestDefaultQueuesCoverBuiltInKinds(t *testing.T) {
 	t.Parallel()
 	w := queue.NewWorkers()
-	app.RegisterKinds(w, dbtest.SQLite(t).DB)
+	if err := app.RegisterKinds(w, dbtest.SQLite(t).DB, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"image.thumbnail", "webhook.deliver", "video.thumbnail", "report.generate"} {
+		if _, ok := w.Kind(k); !ok {
+			t.Errorf("built-in kind %s is not registered", k)
+		}
+	}
 	for _, procs := range []int{1, 2, 16} {
 		qs, err := parseQueues(defaultQueues(procs))
 		if err != nil {

@@ -136,14 +136,23 @@ func (oc *otlpCollector) String() string {
 }
 
 // TestServeTracesRequestToJob runs kiln serve with an OTLP endpoint,
-// creates an order in a trace the test starts, and checks that the
-// collector receives the request's span and the order's confirm job's
-// span in that one trace, the job under the request.
+// creates an order and a webhook delivery in a trace the test starts,
+// and checks that the collector receives, in that one trace, the
+// requests' spans, the order's confirm job's span under its request, and
+// the webhook.deliver job's span under its request with the delivery's
+// HTTP client span under it, whose context the receiving server gets in
+// traceparent: request → job → webhook.
 func TestServeTracesRequestToJob(t *testing.T) {
 	t.Parallel()
 	oc := newOTLPCollector(t)
+	// The webhook receiver records the traceparent of each delivery.
+	got := make(chan string, 8)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get("traceparent")
+	}))
+	t.Cleanup(receiver.Close)
 	db := filepath.Join(t.TempDir(), "kiln.db")
-	token := strings.TrimSpace(mustKiln(t, "token", "create", "--scope", "write", "--db", db))
+	token := strings.TrimSpace(mustKiln(t, "token", "create", "--scope", "admin", "--db", db))
 	if i := strings.LastIndexByte(token, '\n'); i >= 0 {
 		token = token[i+1:]
 	}
@@ -217,6 +226,32 @@ func TestServeTracesRequestToJob(t *testing.T) {
 		return job.State == "completed", nil
 	})
 
+	var endpoint struct {
+		ID int64 `json:"id"`
+	}
+	do("POST", "/api/v1/webhooks", `{"url":"`+receiver.URL+`/hook"}`, &endpoint)
+	var delivery struct {
+		ID    int64 `json:"id"`
+		JobID int64 `json:"job_id"`
+	}
+	do("POST", "/api/v1/webhooks/"+strconv.FormatInt(endpoint.ID, 10)+"/deliveries", `{"event":"order.created","payload":{"order":`+strconv.FormatInt(order.ID, 10)+`}}`, &delivery)
+	waitFor(t, 30*time.Second, func() string { return "the delivery\n" + s.stderr.String() }, func() (bool, error) {
+		var d struct {
+			Status string `json:"status"`
+		}
+		do("GET", "/api/v1/webhook-deliveries/"+strconv.FormatInt(delivery.ID, 10), "", &d)
+		if d.Status == "failed" || d.Status == "cancelled" {
+			return false, fmt.Errorf("the delivery is %s", d.Status)
+		}
+		return d.Status == "delivered", nil
+	})
+	var receivedParent string
+	select {
+	case receivedParent = <-got:
+	default:
+		t.Fatal("the delivery is delivered but the receiver saw no request")
+	}
+
 	// SIGTERM flushes what is left.
 	s.signal(syscall.SIGTERM)
 	if code := s.wait(30 * time.Second); code != 0 {
@@ -248,6 +283,24 @@ func TestServeTracesRequestToJob(t *testing.T) {
 	if jobID != order.ConfirmJobID || kind != "order.confirm" {
 		t.Errorf("job span names job %d of kind %q, want %d order.confirm", jobID, kind, order.ConfirmJobID)
 	}
+
+	// request → job → webhook.
+	var hookReq, hookJob, hookSend *tracepb.Span
+	waitFor(t, 10*time.Second, func() string { return "the webhook spans; the collector has " + oc.String() }, func() (bool, error) {
+		hookReq, hookJob = oc.find(tid, "POST /api/v1/webhooks/{id}/deliveries"), oc.find(tid, "job webhook.deliver")
+		hookSend = oc.find(tid, "POST")
+		return hookReq != nil && hookJob != nil && hookSend != nil, nil
+	})
+	if !oc.descends(hookJob, hookReq.GetSpanId()) {
+		t.Errorf("webhook.deliver span %x is not under its request's span %x\n%s", hookJob.GetSpanId(), hookReq.GetSpanId(), oc)
+	}
+	if hookSend.GetKind() != tracepb.Span_SPAN_KIND_CLIENT || !oc.descends(hookSend, hookJob.GetSpanId()) {
+		t.Errorf("delivery request span: kind %s, want a client span under the job span %x\n%s", hookSend.GetKind(), hookJob.GetSpanId(), oc)
+	}
+	if want := fmt.Sprintf("00-%s-%x-01", traceID, hookSend.GetSpanId()); receivedParent != want {
+		t.Errorf("the receiver got traceparent %q, want %q", receivedParent, want)
+	}
+
 	oc.mu.Lock()
 	defer oc.mu.Unlock()
 	for _, name := range oc.services {

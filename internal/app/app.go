@@ -1,13 +1,15 @@
 // Package app assembles kiln from its features: the job kinds every
 // process registers, and the HTTP API with its modules (users, orders,
-// reports, runtime figures), token authentication, Idempotency-Key
-// handling and request observers, all over one database. cmd/kiln calls
-// it, and so do the tests that need the whole API.
+// reports, images, webhooks, videos, runtime figures), token
+// authentication, Idempotency-Key handling and request observers, all
+// over one database. Package cli calls it, and so do the tests that need
+// the whole API.
 package app
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -16,23 +18,17 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/idempotency"
-	"github.com/kilnhq/kiln/internal/jobkinds"
+	"github.com/kilnhq/kiln/internal/images"
 	"github.com/kilnhq/kiln/internal/metrics"
 	"github.com/kilnhq/kiln/internal/monitor"
 	"github.com/kilnhq/kiln/internal/orders"
 	"github.com/kilnhq/kiln/internal/reports"
 	"github.com/kilnhq/kiln/internal/tokens"
 	"github.com/kilnhq/kiln/internal/users"
+	"github.com/kilnhq/kiln/internal/videos"
+	"github.com/kilnhq/kiln/internal/webhooks"
 	"github.com/kilnhq/kiln/queue"
 )
-
-// RegisterKinds registers every built-in job kind on w: the demo kinds and
-// the kinds of the features (order.confirm, report.generate).
-func RegisterKinds(w *queue.Workers, db *database.DB) {
-	jobkinds.Register(w)
-	orders.RegisterKinds(w, db)
-	reports.RegisterKinds(w, db, blobs.NewStore(db))
-}
 
 // Config configures [New].
 type Config struct {
@@ -62,6 +58,9 @@ type Config struct {
 	// and panic recovery, outermost first (tracing); see
 	// httpapi.Config.Middleware.
 	Middleware []func(http.Handler) http.Handler
+	// Kinds are the settings of the built-in kinds, as given to
+	// [RegisterKinds] (nil: the defaults).
+	Kinds *Kinds
 }
 
 // App is the assembled HTTP side of kiln.
@@ -84,11 +83,23 @@ func New(cfg Config) (*App, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Kinds == nil {
+		cfg.Kinds = &Kinds{}
+	}
 	db := cfg.DB
 	a := &App{
 		Tokens:      tokens.NewService(tokens.NewStore(db), tokens.Options{Now: cfg.Now, CacheTTL: cfg.TokenCacheTTL, Logger: cfg.Logger}),
 		Idempotency: idempotency.NewStore(db, idempotency.Options{Now: cfg.Now, Logger: cfg.Logger}),
 		Blobs:       blobs.NewStore(db, blobs.WithClock(cfg.Now)),
+	}
+	io := cfg.Kinds.Images
+	if io.Now == nil {
+		io.Now = cfg.Now
+	}
+	imgs, err := images.NewService(db, cfg.Jobs, a.Blobs, io)
+	if err != nil {
+		_ = a.Tokens.Close()
+		return nil, fmt.Errorf("images: %w", err)
 	}
 	hc := httpapi.Config{
 		Jobs:        cfg.Jobs,
@@ -100,6 +111,9 @@ func New(cfg Config) (*App, error) {
 			users.NewHandler(users.NewService(users.NewStore(db), cfg.Now)),
 			orders.NewHandler(orders.NewService(db, orders.NewStore(db), cfg.Jobs, cfg.Now)),
 			reports.NewHandler(reports.NewService(db, cfg.Jobs, a.Blobs, cfg.Now)),
+			images.NewHandler(imgs),
+			webhooks.NewHandler(webhooks.NewService(db, cfg.Jobs, cfg.Kinds.breakers(), cfg.Now)),
+			videos.NewHandler(videos.NewService(db, cfg.Jobs, a.Blobs, cfg.Now), cfg.Kinds.VideoMaxUpload),
 		},
 	}
 	if cfg.Monitor != nil {

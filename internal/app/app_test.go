@@ -29,7 +29,9 @@ type env struct {
 func newEnv(t *testing.T, e *dbtest.Env) *env {
 	t.Helper()
 	w := queue.NewWorkers()
-	app.RegisterKinds(w, e.DB)
+	if err := app.RegisterKinds(w, e.DB, nil); err != nil {
+		t.Fatal(err)
+	}
 	c := e.Client(t, queue.Config{Workers: w, Queues: map[string]queue.QueueConfig{"default": {MaxWorkers: 4}}, PollInterval: 20 * time.Millisecond}, true)
 	m := metrics.New(metrics.Options{Queues: c})
 	a, err := app.New(app.Config{Jobs: c, DB: e.DB, Metrics: m, Monitor: monitor.New(monitor.Options{}), Slow: monitor.NewSlowLog(monitor.SlowOptions{})})

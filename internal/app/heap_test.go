@@ -37,7 +37,9 @@ func TestHeapSteadyOver100kJobs(t *testing.T) {
 	}
 	e := dbtest.SQLite(t)
 	w := queue.NewWorkers()
-	app.RegisterKinds(w, e.DB)
+	if err := app.RegisterKinds(w, e.DB, nil); err != nil {
+		t.Fatal(err)
+	}
 	var done atomic.Int64
 	c := e.Client(t, queue.Config{Workers: w, Queues: map[string]queue.QueueConfig{"default": {MaxWorkers: 100}},
 		Hooks: []func(queue.Event){func(ev queue.Event) {

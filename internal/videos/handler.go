@@ -109,22 +109,25 @@ func videoContentType(header string) (string, error) {
 	return mt, nil
 }
 
-// videoResponse is a video as the API shows it.
+// videoResponse is a video as the API shows it; its fields follow the
+// images API's.
 type videoResponse struct {
 	ID       int64   `json:"id"`
 	Filename string  `json:"filename"`
-	Bytes    int64   `json:"bytes,omitempty"`
 	At       float64 `json:"at"`
 	Width    int     `json:"width"`
-	JobID    int64   `json:"job_id"`
-	// State is the job's state; completed or failed when the job has
-	// been pruned.
-	State     string     `json:"state"`
-	Progress  int        `json:"progress"`
-	Error     string     `json:"error,omitempty"`
-	Status    string     `json:"status"`
-	Thumbnail *thumbInfo `json:"thumbnail"`
-	CreatedAt time.Time  `json:"created_at"`
+	// Status is pending until the thumbnail is made (done) or cannot be
+	// (failed, with Error saying why).
+	Status string  `json:"status"`
+	Error  *string `json:"error"`
+	// JobState and Progress are the job's, while it is kept.
+	JobState    string     `json:"job_state,omitempty"`
+	Progress    int        `json:"progress"`
+	JobID       int64      `json:"job_id"`
+	Job         string     `json:"job"`
+	Thumbnail   *thumbInfo `json:"thumbnail"`
+	CreatedAt   time.Time  `json:"created_at"`
+	CompletedAt *time.Time `json:"completed_at"`
 }
 
 type thumbInfo struct {
@@ -133,25 +136,40 @@ type thumbInfo struct {
 	Height int    `json:"height"`
 }
 
+// The values of videoResponse.Status.
+const (
+	statusPending = "pending"
+	statusDone    = "done"
+	statusFailed  = "failed"
+)
+
 func jobPath(id int64) string { return fmt.Sprintf("%s/jobs/%d", httpapi.Prefix, id) }
 
 func toResponse(v Video, j *queue.Job) videoResponse {
 	out := videoResponse{
-		ID: v.ID, Filename: v.Filename, At: float64(v.AtMS) / 1000, Width: v.Width, JobID: v.JobID,
-		Error: v.Error, Status: jobPath(v.JobID), CreatedAt: v.CreatedAt,
+		ID: v.ID, Filename: v.Filename, At: float64(v.AtMS) / 1000, Width: v.Width,
+		Status: statusPending, JobID: v.JobID, Job: jobPath(v.JobID), CreatedAt: v.CreatedAt,
+	}
+	if j != nil {
+		out.JobState, out.Progress = string(j.State), j.Progress
 	}
 	switch {
-	case j != nil:
-		out.State, out.Progress = string(j.State), j.Progress
 	case v.Done():
-		out.State, out.Progress = string(queue.StateCompleted), 100
-	case v.Error != "":
-		out.State = string(queue.StateFailed)
-	default:
-		out.State = "unknown"
-	}
-	if v.Done() {
+		out.Status, out.Progress = statusDone, 100
 		out.Thumbnail = &thumbInfo{URL: ThumbnailPath(v.ID), Width: v.ThumbnailWidth, Height: v.ThumbnailHeight}
+	case v.Error != "":
+		out.Status, out.Error = statusFailed, &v.Error
+	case j != nil && (j.State == queue.StateFailed || j.State == queue.StateCancelled):
+		// The job ended without recording why on the video (retries
+		// used up on a transient error, or a cancel).
+		msg := "the thumbnail job " + string(j.State)
+		if n := len(j.Errors); n > 0 {
+			msg += ": " + j.Errors[n-1].Error
+		}
+		out.Status, out.Error = statusFailed, &msg
+	}
+	if !v.CompletedAt.IsZero() {
+		out.CompletedAt = &v.CompletedAt
 	}
 	return out
 }
@@ -192,7 +210,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Location", jobPath(v.JobID))
 	out := toResponse(v, nil)
-	out.State, out.Bytes = string(queue.StateAvailable), b.Size
+	out.JobState = string(queue.StateAvailable)
 	httpapi.WriteJSON(w, r, http.StatusAccepted, out)
 }
 

@@ -115,7 +115,7 @@ func (e *env) upload(video []byte, q url.Values) int64 {
 	return int64(m["id"].(float64))
 }
 
-// waitVideo polls the video until its state is one of states.
+// waitVideo polls the video until its job's state is one of states.
 func (e *env) waitVideo(id int64, states ...string) map[string]any {
 	e.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -126,7 +126,7 @@ func (e *env) waitVideo(id int64, states ...string) map[string]any {
 		}
 		m := r.json(e.t)
 		for _, s := range states {
-			if m["state"] == s {
+			if m["job_state"] == s || (m["job_state"] == nil && m["status"] != "pending") {
 				return m
 			}
 		}
@@ -213,7 +213,7 @@ func TestThumbnail(t *testing.T) {
 			}
 			id := e.upload(video, q)
 			m := e.waitVideo(id, "completed", "failed")
-			if m["state"] != "completed" || m["at"] != c.wantAtSecs {
+			if m["status"] != "done" || m["error"] != nil || m["job"] != fmt.Sprintf("/api/v1/jobs/%v", m["job_id"]) || m["completed_at"] == nil || m["at"] != c.wantAtSecs {
 				t.Fatalf("video %d: %v", id, m)
 			}
 			th := m["thumbnail"].(map[string]any)
@@ -260,7 +260,7 @@ func TestUnusableVideos(t *testing.T) {
 	} {
 		id := e.upload(c.body, url.Values{"at": {c.at}})
 		m := e.waitVideo(id, "completed", "failed")
-		if m["state"] != "failed" || !strings.Contains(fmt.Sprint(m["error"]), c.error) || m["thumbnail"] != nil {
+		if m["status"] != "failed" || !strings.Contains(fmt.Sprint(m["error"]), c.error) || m["thumbnail"] != nil {
 			t.Errorf("%s: %v, want failed with %q", c.name, m, c.error)
 		}
 		j := e.job(int64(m["job_id"].(float64)))
@@ -407,7 +407,9 @@ func TestCancelAndTimeoutKillFFmpeg(t *testing.T) {
 	if _, err := e.client.Cancel(context.Background(), jobID); err != nil {
 		t.Fatal(err)
 	}
-	e.waitVideo(id, "cancelled")
+	if m := e.waitVideo(id, "cancelled"); m["status"] != "failed" || !strings.Contains(fmt.Sprint(m["error"]), "cancelled") {
+		t.Errorf("cancelled video: %v, want failed saying cancelled", m)
+	}
 	waitGone(pids()[0])
 
 	// Timeout: the attempt fails with the timeout and ffmpeg dies.

@@ -1,0 +1,97 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kilnhq/kiln/internal/app"
+	"github.com/kilnhq/kiln/internal/images"
+	"github.com/kilnhq/kiln/internal/resilience"
+	"github.com/kilnhq/kiln/internal/tracing"
+	"github.com/kilnhq/kiln/internal/videos"
+	"github.com/kilnhq/kiln/internal/webhooks"
+)
+
+// kindFlags are the settings of the built-in kinds, shared by serve and
+// worker: a worker runs the jobs, serve also takes the uploads.
+type kindFlags struct {
+	imageSizes     string
+	imageMaxUpload string
+	imageMaxPixels int64
+	videoMaxUpload string
+	ffmpeg         string
+	ffmpegTimeout  time.Duration
+	webhookTimeout time.Duration
+}
+
+func (k *kindFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&k.imageSizes, "image-sizes", "128,512,1024", "image.thumbnail: variant sizes (longest edge in pixels) made when an upload names none")
+	fl.StringVar(&k.imageMaxUpload, "image-max-upload", "20MiB", "largest image upload accepted (bytes, or with KiB, MiB, GiB)")
+	fl.Int64Var(&k.imageMaxPixels, "image-max-pixels", images.DefaultMaxPixels, "image.thumbnail: images declaring more pixels fail at once, before decoding (bounds memory per job)")
+	fl.StringVar(&k.videoMaxUpload, "video-max-upload", "512MiB", "largest video upload accepted (bytes, or with KiB, MiB, GiB)")
+	fl.StringVar(&k.ffmpeg, "ffmpeg", "ffmpeg", "video.thumbnail: the ffmpeg program, a path or a name on the PATH; without it the kind is listed as unavailable")
+	fl.DurationVar(&k.ffmpegTimeout, "ffmpeg-timeout", videos.DefaultTimeout, "video.thumbnail: how long one attempt, ffmpeg included, may run")
+	fl.DurationVar(&k.webhookTimeout, "webhook-timeout", webhooks.DefaultTimeout, "webhook.deliver: how long one delivery attempt may take, response included")
+}
+
+// check validates the flags and returns the kinds' settings, without
+// the parts that need a running process (HTTP client, breaker log).
+func (k *kindFlags) check() (*app.Kinds, error) {
+	sizes, err := images.ParseSizes(k.imageSizes)
+	if err != nil {
+		return nil, usagef("--image-sizes: %v", err)
+	}
+	imgMax, err := parseBytes(k.imageMaxUpload)
+	if err != nil || imgMax == 0 {
+		return nil, usagef("--image-max-upload: want a positive size such as 20MiB, got %q", k.imageMaxUpload)
+	}
+	vidMax, err := parseBytes(k.videoMaxUpload)
+	if err != nil || vidMax == 0 {
+		return nil, usagef("--video-max-upload: want a positive size such as 512MiB, got %q", k.videoMaxUpload)
+	}
+	if k.imageMaxPixels <= 0 {
+		return nil, usagef("--image-max-pixels must be positive, got %d", k.imageMaxPixels)
+	}
+	if k.ffmpegTimeout <= 0 {
+		return nil, usagef("--ffmpeg-timeout must be positive, got %s", k.ffmpegTimeout)
+	}
+	if k.webhookTimeout <= 0 {
+		return nil, usagef("--webhook-timeout must be positive, got %s", k.webhookTimeout)
+	}
+	out := &app.Kinds{
+		Images:         images.Options{Sizes: sizes, MaxUploadBytes: imgMax, MaxPixels: k.imageMaxPixels},
+		Videos:         videos.Options{FFmpeg: k.ffmpeg, Timeout: k.ffmpegTimeout},
+		VideoMaxUpload: vidMax,
+		Webhooks:       webhooks.Options{Timeout: k.webhookTimeout},
+	}
+	if err := out.Images.Validate(); err != nil {
+		return nil, usagef("image settings: %v", err)
+	}
+	return out, nil
+}
+
+// kinds returns the kinds' settings for a running process: webhook
+// requests go through tr's client spans, and every breaker transition is
+// logged.
+func (k *kindFlags) kinds(tr *tracing.Tracing, log *slog.Logger) (*app.Kinds, error) {
+	out, err := k.check()
+	if err != nil {
+		return nil, err
+	}
+	out.Webhooks.Client = &http.Client{Transport: tr.HTTPClient(nil)}
+	out.Webhooks.Breakers = resilience.NewBreakers(resilience.BreakerOptions{
+		OnStateChange: func(host string, from, to resilience.State) {
+			lvl := slog.LevelInfo
+			if to == resilience.Open {
+				lvl = slog.LevelWarn
+			}
+			log.Log(context.Background(), lvl, "webhook circuit breaker", "host", host, "from", from.String(), "to", to.String())
+		},
+	})
+	return out, nil
+}
