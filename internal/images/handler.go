@@ -404,7 +404,9 @@ func variantError(err error, id int64, img Image, size int64) error {
 		if img.Status == StatusFailed {
 			msg = fmt.Sprintf("image %d failed, so it has no variants: %s", img.ID, img.Error)
 		}
-		return &httpapi.Error{Code: httpapi.CodeNotFound, Message: msg, Err: err}
+		// As for a report or a video thumbnail not made yet: the image
+		// exists, its variant does not, yet.
+		return &httpapi.Error{Code: httpapi.CodeConflict, Message: msg, Err: err}
 	}
 	return apiError(err, id)
 }

@@ -472,7 +472,7 @@ func TestRefusedContent(t *testing.T) {
 				t.Errorf("%s: image %+v", tc.name, img)
 			}
 			r := e.get(fmt.Sprintf("/api/v1/images/%d/variants/128", up.ID))
-			if d := problem(t, r, 404, ""); !strings.Contains(d, "failed, so it has no variants: "+tc.want) {
+			if d := problem(t, r, 409, ""); !strings.Contains(d, "failed, so it has no variants: "+tc.want) {
 				t.Errorf("%s: variant download: %s", tc.name, d)
 			}
 			if r := e.get(*img.Original); r.status != 200 || !bytes.Equal(r.body, tc.data) || r.header.Get("Content-Type") != tc.ctype {
@@ -577,7 +577,7 @@ func TestBeforeTheJobRuns(t *testing.T) {
 			status int
 			detail string
 		}{
-			{fmt.Sprintf("/api/v1/images/%d/variants/128", up.ID), 404, "is not ready yet"},
+			{fmt.Sprintf("/api/v1/images/%d/variants/128", up.ID), 409, "is not ready yet"},
 			{fmt.Sprintf("/api/v1/images/%d/variants/100", up.ID), 404, "has no variant of size 100; its sizes are 128, 512, 1024"},
 			{fmt.Sprintf("/api/v1/images/%d/variants/99999999999", up.ID), 404, "has no variant of size 99999999999"},
 			{fmt.Sprintf("/api/v1/images/%d/variants/abc", up.ID), 400, "size"},

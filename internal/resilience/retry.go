@@ -7,8 +7,8 @@
 // Long waits belong to the job engine, whose retries survive restarts.
 // [Breakers] is a bounded set of circuit breakers keyed by destination.
 //
-// Both take their clock, sleep and randomness as fields, so that tests
-// run without waiting.
+// [Retry] takes its clock, sleep and randomness as fields and
+// [BreakerOptions] its clock, so that tests run without waiting.
 package resilience
 
 import (

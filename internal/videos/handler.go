@@ -251,7 +251,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, ErrNotFound):
 		err = &httpapi.Error{Code: httpapi.CodeNotFound, Message: "no video has this id", Err: err}
 	case errors.Is(err, ErrNotReady):
-		err = &httpapi.Error{Code: httpapi.CodeConflict, Message: "the thumbnail is not made (yet); poll the video until its state is completed", Err: err}
+		err = &httpapi.Error{Code: httpapi.CodeConflict, Message: "the thumbnail is not made (yet); poll the video until its status is done", Err: err}
 	case errors.Is(err, queue.ErrKindUnavailable):
 		err = &httpapi.Error{Code: httpapi.CodeValidation, Message: err.Error(), Err: err}
 	case errors.Is(err, queue.ErrUnknownKind):
