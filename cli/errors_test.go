@@ -71,6 +71,7 @@ func TestBadInput(t *testing.T) {
 		{"image size too large", nil, []string{"worker", "--db", good, "--image-sizes", "64,100000"}, 2, "--image-sizes"},
 		{"image upload limit", nil, []string{"serve", "--db", good, "--image-max-upload", "lots"}, 2, "--image-max-upload"},
 		{"image max pixels", nil, []string{"worker", "--db", good, "--image-max-pixels", "0"}, 2, "--image-max-pixels"},
+		{"image decoding", nil, []string{"serve", "--db", good, "--image-max-decoding", "-1"}, 2, "--image-max-decoding"},
 		{"video upload limit", nil, []string{"serve", "--db", good, "--video-max-upload", "0"}, 2, "--video-max-upload"},
 		{"ffmpeg timeout", nil, []string{"worker", "--db", good, "--ffmpeg-timeout", "-1s"}, 2, "--ffmpeg-timeout"},
 		{"webhook timeout", nil, []string{"serve", "--db", good, "--webhook-timeout", "0s"}, 2, "--webhook-timeout"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -22,6 +23,7 @@ type kindFlags struct {
 	imageSizes     string
 	imageMaxUpload string
 	imageMaxPixels int64
+	imageDecoding  int
 	videoMaxUpload string
 	ffmpeg         string
 	ffmpegTimeout  time.Duration
@@ -33,6 +35,7 @@ func (k *kindFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&k.imageSizes, "image-sizes", "128,512,1024", "image.thumbnail: variant sizes (longest edge in pixels) made when an upload names none")
 	fl.StringVar(&k.imageMaxUpload, "image-max-upload", "20MiB", "largest image upload accepted (bytes, or with KiB, MiB, GiB)")
 	fl.Int64Var(&k.imageMaxPixels, "image-max-pixels", images.DefaultMaxPixels, "image.thumbnail: images declaring more pixels fail at once, before decoding (bounds memory per job)")
+	fl.IntVar(&k.imageDecoding, "image-max-decoding", 0, "image.thumbnail: images decoded and resized at once in this process, on low-priority threads, however many jobs run (0: half the CPUs for serve, so the API keeps the rest; all of them for worker)")
 	fl.StringVar(&k.videoMaxUpload, "video-max-upload", "512MiB", "largest video upload accepted (bytes, or with KiB, MiB, GiB)")
 	fl.StringVar(&k.ffmpeg, "ffmpeg", "ffmpeg", "video.thumbnail: the ffmpeg program, a path or a name on the PATH; without it the kind is listed as unavailable")
 	fl.DurationVar(&k.ffmpegTimeout, "ffmpeg-timeout", videos.DefaultTimeout, "video.thumbnail: how long one attempt, ffmpeg included, may run")
@@ -57,6 +60,9 @@ func (k *kindFlags) check() (*app.Kinds, error) {
 	if k.imageMaxPixels <= 0 {
 		return nil, usagef("--image-max-pixels must be positive, got %d", k.imageMaxPixels)
 	}
+	if k.imageDecoding < 0 {
+		return nil, usagef("--image-max-decoding must not be negative, got %d", k.imageDecoding)
+	}
 	if k.ffmpegTimeout <= 0 {
 		return nil, usagef("--ffmpeg-timeout must be positive, got %s", k.ffmpegTimeout)
 	}
@@ -64,7 +70,7 @@ func (k *kindFlags) check() (*app.Kinds, error) {
 		return nil, usagef("--webhook-timeout must be positive, got %s", k.webhookTimeout)
 	}
 	out := &app.Kinds{
-		Images:         images.Options{Sizes: sizes, MaxUploadBytes: imgMax, MaxPixels: k.imageMaxPixels},
+		Images:         images.Options{Sizes: sizes, MaxUploadBytes: imgMax, MaxPixels: k.imageMaxPixels, MaxDecoding: k.imageDecoding},
 		Videos:         videos.Options{FFmpeg: k.ffmpeg, Timeout: k.ffmpegTimeout},
 		VideoMaxUpload: vidMax,
 		Webhooks:       webhooks.Options{Timeout: k.webhookTimeout},
@@ -77,11 +83,15 @@ func (k *kindFlags) check() (*app.Kinds, error) {
 
 // kinds returns the kinds' settings for a running process: webhook
 // requests go through tr's client spans, and every breaker transition is
-// logged.
-func (k *kindFlags) kinds(tr *tracing.Tracing, log *slog.Logger) (*app.Kinds, error) {
+// logged. A process that serves the API decodes images on half the CPUs
+// by default; one that only works jobs, on all of them.
+func (k *kindFlags) kinds(tr *tracing.Tracing, log *slog.Logger, serving bool) (*app.Kinds, error) {
 	out, err := k.check()
 	if err != nil {
 		return nil, err
+	}
+	if out.Images.MaxDecoding == 0 && !serving {
+		out.Images.MaxDecoding = runtime.GOMAXPROCS(0)
 	}
 	out.Webhooks.Client = &http.Client{Transport: tr.HTTPClient(nil)}
 	out.Webhooks.Breakers = resilience.NewBreakers(resilience.BreakerOptions{

@@ -178,7 +178,7 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 	if err != nil {
 		return err
 	}
-	kinds, err := f.kinds.kinds(tr, log)
+	kinds, err := f.kinds.kinds(tr, log, during != nil)
 	if err == nil {
 		cfg.Workers, err = g.workers(s, kinds)
 	}

@@ -113,7 +113,7 @@ func TestOptions(t *testing.T) {
 	}
 	for _, bad := range []Options{
 		{Sizes: []int{}}, {Sizes: []int{8}}, {Sizes: []int{9000}}, {Sizes: []int{16, 17, 18, 19, 20, 21, 22, 23, 24}},
-		{MaxUploadBytes: -1}, {MaxPixels: -1}, {MaxDimension: -1}, {JobTimeout: -1}, {UploadTimeout: -1},
+		{MaxUploadBytes: -1}, {MaxPixels: -1}, {MaxDimension: -1}, {JobTimeout: -1}, {UploadTimeout: -1}, {MaxDecoding: -1},
 	} {
 		if err := bad.Validate(); err == nil {
 			t.Errorf("%+v: no error", bad)

@@ -87,6 +87,12 @@ type Options struct {
 	// JobTimeout bounds one image.thumbnail attempt (default
 	// [DefaultJobTimeout]).
 	JobTimeout time.Duration
+	// MaxDecoding is how many images this process decodes and resizes at
+	// once, whatever the number of image.thumbnail jobs running (default
+	// [DefaultMaxDecoding], half the CPUs): the others wait their turn
+	// holding no image in memory. The work runs on threads of lower
+	// scheduling priority, so that the API keeps its CPUs.
+	MaxDecoding int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -117,6 +123,8 @@ func (o Options) withDefaults() (Options, error) {
 		return Options{}, fmt.Errorf("images: Options.MaxDimension must not be negative, got %d", o.MaxDimension)
 	case o.JobTimeout < 0:
 		return Options{}, fmt.Errorf("images: Options.JobTimeout must not be negative, got %s", o.JobTimeout)
+	case o.MaxDecoding < 0:
+		return Options{}, fmt.Errorf("images: Options.MaxDecoding must not be negative, got %d", o.MaxDecoding)
 	case o.UploadTimeout < 0:
 		return Options{}, fmt.Errorf("images: Options.UploadTimeout must not be negative, got %s", o.UploadTimeout)
 	}
@@ -134,6 +142,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.UploadTimeout == 0 {
 		o.UploadTimeout = DefaultUploadTimeout
+	}
+	if o.MaxDecoding == 0 {
+		o.MaxDecoding = DefaultMaxDecoding()
 	}
 	if o.Now == nil {
 		o.Now = time.Now

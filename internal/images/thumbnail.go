@@ -28,6 +28,9 @@ func RegisterKinds(w *queue.Workers, db *database.DB, bs *blobs.Store, opts Opti
 }
 
 func registerKinds(w *queue.Workers, t *thumbnailer) {
+	if t.cpu == nil {
+		t.cpu = newCPUGate(t.opts.MaxDecoding)
+	}
 	w.Handle(KindThumbnail, queue.Typed(t.work), queue.WithQueue(QueueName), queue.WithTimeout(t.opts.JobTimeout))
 }
 
@@ -36,6 +39,7 @@ type thumbnailer struct {
 	st    store
 	blobs *blobs.Store
 	opts  Options
+	cpu   *cpuGate
 	// stored, if set, is called after a variant's file is written and
 	// before it is marked ready; an error fails the attempt there (tests
 	// use it to stop an attempt half-way).
@@ -260,6 +264,11 @@ func (t *thumbnailer) makeVariants(ctx context.Context, job *queue.Job, id int64
 	if err := setProgress(ctx, job, 5, fmt.Sprintf("decoding a %dx%d %s", h.width, h.height, h.format)); err != nil {
 		return err
 	}
+	return t.cpu.run(ctx, func() error { return t.decodeAndRender(ctx, job, id, blobID, h, o, ts, total) })
+}
+
+// decodeAndRender is makeVariants' CPU-bound part, run under the gate.
+func (t *thumbnailer) decodeAndRender(ctx context.Context, job *queue.Job, id int64, blobID string, h header, o int, ts []target, total int) error {
 	var src image.Image
 	err := t.read(ctx, blobID, func(r io.Reader) error {
 		var err error
