@@ -45,9 +45,10 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 
 // defaultQueues is the default of --queues on a machine with procs CPUs:
 // I/O-bound work shares default; image thumbnails (images) get one worker
-// per CPU and ffmpeg (media, itself multi-threaded) one per two CPUs, so
-// that CPU-bound jobs cannot take every CPU from the API; webhook
-// deliveries wait on the network.
+// per CPU, of which --image-max-decoding decode at once while the others
+// read and store files, and ffmpeg (media, itself multi-threaded) one per
+// two CPUs, so that CPU-bound jobs cannot take every CPU from the API;
+// webhook deliveries wait on the network.
 func defaultQueues(procs int) string {
 	return fmt.Sprintf("default=100,images=%d,media=%d,webhooks=20", max(1, procs), max(1, procs/2))
 }
