@@ -302,19 +302,27 @@ func (t *thumbnailer) decodeAndRender(ctx context.Context, job *queue.Job, id in
 // once complete. An attempt that dies in between leaves rows that are
 // not ready, whose file the next attempt deletes.
 func (t *thumbnailer) storeVariant(ctx context.Context, id int64, tg target, m image.Image, f format) error {
+	// The encoding is CPU work: it runs here, on the gate's low-priority
+	// thread, while the file store writes what it produces from a
+	// goroutine of its own.
 	pr, pw := io.Pipe()
-	done := make(chan error, 1)
+	type put struct {
+		b   blobs.Blob
+		err error
+	}
+	done := make(chan put, 1)
 	go func() {
-		err := encode(pw, m, f)
-		pw.CloseWithError(err) // nil closes with io.EOF
-		done <- err
+		b, err := t.blobs.PutWith(ctx, f.contentType(), pr, blobs.PutOptions{Created: func(ctx context.Context, blobID string) error {
+			return t.st.linkVariants(ctx, id, tg.sizes, blobID, f.contentType())
+		}})
+		// Unblock the encoder if Put stopped reading early.
+		pr.CloseWithError(errors.New("the file store stopped reading"))
+		done <- put{b, err}
 	}()
-	b, err := t.blobs.PutWith(ctx, f.contentType(), pr, blobs.PutOptions{Created: func(ctx context.Context, blobID string) error {
-		return t.st.linkVariants(ctx, id, tg.sizes, blobID, f.contentType())
-	}})
-	// Unblock the encoder if Put stopped reading early.
-	pr.CloseWithError(errors.New("the file store stopped reading"))
-	werr := <-done
+	werr := encode(pw, m, f)
+	pw.CloseWithError(werr) // nil closes with io.EOF
+	res := <-done
+	b, err := res.b, res.err
 	if err != nil {
 		// Put deleted its blob, and with it the rows linked to it.
 		return fmt.Errorf("store the %dx%d variant of image %d: %w", tg.w, tg.h, id, err)
