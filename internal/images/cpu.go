@@ -7,6 +7,10 @@ import (
 	"runtime/debug"
 )
 
+// thumbnailNice is the nice value of the threads that decode and resize
+// images, on Linux.
+const thumbnailNice = 10
+
 // DefaultMaxDecoding is the default of Options.MaxDecoding: half the
 // CPUs the Go runtime may use, at least one.
 func DefaultMaxDecoding() int { return max(1, runtime.GOMAXPROCS(0)/2) }

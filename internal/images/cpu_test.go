@@ -58,8 +58,9 @@ func TestCPUGateBounds(t *testing.T) {
 	}
 }
 
-// TestCPUGateLowersPriority: fn runs on a thread of nice 10 on Linux, and
-// the caller's thread keeps its priority.
+// TestCPUGateLowersPriority: fn runs on a thread of nice 10 (or more, if
+// the process had more) on Linux, and the caller's thread keeps its
+// priority.
 func TestCPUGateLowersPriority(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("thread priorities are lowered on Linux only")

@@ -2,17 +2,22 @@ package images
 
 import "syscall"
 
-// thumbnailNice is the nice value of the threads that decode and resize
-// images: when the CPUs are busy, the kernel gives the threads serving
-// requests (nice 0) about ten times their share.
-const thumbnailNice = 10
-
-// lowerThreadPriority sets the calling thread's nice value to
-// thumbnailNice. On Linux a nice value belongs to a thread, so the rest of
-// the process keeps its priority. Failure (a seccomp policy, say) leaves
-// the priority as it was: the gate still bounds how many images decode.
+// lowerThreadPriority raises the calling thread's nice value to
+// thumbnailNice: when the CPUs are busy, the kernel gives the threads
+// serving requests (nice 0) about ten times its share. On Linux a nice
+// value belongs to a thread, so the rest of the process keeps its
+// priority. Failure (a seccomp filter, say) leaves the priority as it
+// was: the gate alone then bounds the work.
+//
+// SCHED_IDLE would yield the CPU more readily, but a thread starved by
+// busy CPUs would also hold up every stop-the-world pause of the garbage
+// collector, freezing the whole process; measured, it did not lower the
+// API's latency either (docs/benchmarks.md).
 func lowerThreadPriority() {
-	_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), thumbnailNice)
+	// Never lower the nice value: a kiln started with nice 19 keeps 19.
+	if n, err := threadNice(); err == nil && n < thumbnailNice {
+		_ = syscall.Setpriority(syscall.PRIO_PROCESS, syscall.Gettid(), thumbnailNice)
+	}
 }
 
 // threadNice returns the calling thread's nice value (for tests).

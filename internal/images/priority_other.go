@@ -2,7 +2,7 @@
 
 package images
 
-// lowerThreadPriority does nothing outside Linux, where a nice value
+// lowerThreadPriority does nothing outside Linux, where a priority
 // belongs to the whole process: the gate alone bounds thumbnail work.
 func lowerThreadPriority() {}
 

@@ -90,8 +90,8 @@ type Options struct {
 	// MaxDecoding is how many images this process decodes and resizes at
 	// once, whatever the number of image.thumbnail jobs running (default
 	// [DefaultMaxDecoding], half the CPUs): the others wait their turn
-	// holding no image in memory. The work runs on threads of lower
-	// scheduling priority, so that the API keeps its CPUs.
+	// holding no image in memory. On Linux the work runs on threads of
+	// nice 10, so that the API keeps its CPUs.
 	MaxDecoding int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
