@@ -14,8 +14,10 @@
 # It creates a fresh schema, lets `kiln migrate` create the users table in
 # it, seeds USERS users with generate_series, then per round and system:
 # starts the server, waits until it answers, warms it up, runs
-# `wrk -t2 -c64 -d10s --latency`, reads the server's peak RSS (VmHWM of
-# each of its processes, summed) and stops it. One JSON line per run goes
+# `wrk -t2 -c64 -d10s --latency`, reads the CPU time the server used
+# during it (per 1,000 requests: the cost of a request, steadier than
+# requests/s on a shared machine) and its peak RSS (VmHWM; both summed
+# over its processes) and stops it. One JSON line per run goes
 # to stdout and to OUT; a table of medians follows. Server and wrk output
 # go to files under LOGDIR. The schema is dropped on exit.
 #
@@ -62,6 +64,7 @@ done
 here=$(cd "$(dirname "$0")" && pwd)
 compare=$(cd "$here/.." && pwd)
 repo=$(cd "$compare/../.." && pwd)
+. "$compare/lib.sh"
 IFS=, read -r -a systems <<<"$SYSTEMS"
 has() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 for s in "${systems[@]}"; do
@@ -114,13 +117,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# descendants PID prints PID and all its descendants.
-descendants() {
-	local c
-	echo "$1"
-	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; done
-}
-
 # stop_server PID stops a server and its children: SIGTERM, then SIGKILL
 # after 10 s.
 stop_server() {
@@ -136,31 +132,6 @@ stop_server() {
 	local keep=()
 	for p in "${pids[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
 	pids=("${keep[@]+"${keep[@]}"}")
-}
-
-# peak_rss_kib PID sums VmHWM over PID and its descendants.
-peak_rss_kib() {
-	local sum=0 p v
-	for p in $(descendants "$1"); do
-		v=$(awk '/^VmHWM:/{print $2}' /proc/"$p"/status 2>/dev/null || true)
-		sum=$((sum + ${v:-0}))
-	done
-	echo "$sum"
-}
-
-load1() { cut -d' ' -f1 /proc/loadavg; }
-
-wait_for_quiet() {
-	local waited=0
-	while awk -v l="$(load1)" -v m="$MAX_LOAD" 'BEGIN{exit !(l>m)}'; do
-		if ((waited >= MAX_WAIT)); then
-			echo "load still $(load1) after ${MAX_WAIT}s; running anyway" >&2
-			return
-		fi
-		((waited == 0)) && echo "load $(load1) > $MAX_LOAD: waiting" >&2
-		sleep 5
-		waited=$((waited + 5))
-	done
 }
 
 echo "creating schema $schema with $USERS users" >&2
@@ -269,7 +240,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		load_before=$(load1)
 		wrk_cmd="wrk -t$THREADS -c$CONNECTIONS -d$DURATION --latency -s $lua $url -- $USERS"
 		echo "round $round $sys (load $load_before): $wrk_cmd" >&2
+		cpu0=$(cpu_ticks "$pid")
 		USERS_TOKEN=$token wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$lua" "$url" -- "$USERS" >"$base.wrk.txt" 2>&1
+		cpu1=$(cpu_ticks "$pid")
 		rss=$(peak_rss_kib "$pid")
 		nproc_server=$(descendants "$pid" | wc -l)
 		load_after=$(load1)
@@ -279,7 +252,9 @@ for round in $(seq 1 "$ROUNDS"); do
 		jq -c --argjson round "$round" --arg sys "$sys" --arg lvl "$log_level" --arg cmd "${cmd[*]}" \
 			--arg wrk "$wrk_cmd" --argjson rss "$rss" --argjson procs "$nproc_server" \
 			--argjson lb "$load_before" --argjson la "$load_after" \
+			--argjson cpu "$((cpu1 - cpu0))" --argjson hz "$(getconf CLK_TCK)" \
 			'{round: $round, system: $sys, requests_per_s: .requests_per_s,
+			  server_cpu_ms_per_1k_requests: ($cpu / $hz * 1000 / .requests * 1000 * 100 | round / 100),
 			  p50_ms: (.latency_us.p50 / 1000), p99_ms: (.latency_us.p99 / 1000),
 			  peak_rss_mib: (($rss / 1024 * 10 | round) / 10), server_processes: $procs,
 			  valid: ([.errors[]] | add == 0)} +
@@ -299,11 +274,12 @@ tail -n $((ROUNDS * ${#systems[@]})) "$OUT" | jq -rs '
 	[.[] | select(.requests_per_s != null)] | group_by(.system) |
 	map({system: .[0].system, runs: length, invalid: (map(select(.valid | not)) | length),
 	     rps: (map(.requests_per_s) | median), p50: (map(.p50_ms) | median),
-	     p99: (map(.p99_ms) | median), rss: (map(.peak_rss_mib) | median)}) as $m |
+	     p99: (map(.p99_ms) | median), rss: (map(.peak_rss_mib) | median),
+	     cpu: (map(.server_cpu_ms_per_1k_requests) | median)}) as $m |
 	($m | map({(.system): .rps}) | add // {}) as $rps |
-	(["system", "runs", "req/s", "p50 ms", "p99 ms", "peak RSS MiB"] | @tsv),
+	(["system", "runs", "req/s", "p50 ms", "p99 ms", "peak RSS MiB", "server CPU ms/1k req"] | @tsv),
 	($m[] | [.system, (.runs | tostring) + (if .invalid > 0 then " (\(.invalid) with errors)" else "" end),
-	         (.rps | r(1)), (.p50 | r(100)), (.p99 | r(100)), (.rss | r(10))] | @tsv),
+	         (.rps | r(1)), (.p50 | r(100)), (.p99 | r(100)), (.rss | r(10)), (.cpu | r(10))] | @tsv),
 	(["kiln", "kiln-warn"][] as $k | ["bare", "express"][] as $o |
 	 select($rps[$k] != null and $rps[$o] != null) |
 	 "\($k)/\($o) req/s: \($rps[$k] / $rps[$o] | r(1000))")' | column -t -s $'\t'
