@@ -2,8 +2,12 @@ package cli
 
 import (
 	"context"
+	"log/slog"
+	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/spf13/cobra"
 
 	"github.com/kilnhq/kiln/internal/app"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
@@ -73,5 +77,40 @@ func TestDefaultQueuesCoverBuiltInKinds(t *testing.T) {
 	w.HandleFunc("x.own", func(context.Context, *queue.Job) error { return nil }, queue.WithQueue("own"))
 	if got := unworkedQueues(w, qs); !slices.Contains(got, "x.own (queue own)") {
 		t.Errorf("unworked queues %v, want x.own (queue own) among them", got)
+	}
+}
+
+// TestImageDecodingDefault: serve decodes images on half the CPUs by
+// default (the images package's default), worker on all of them, and an
+// explicit --image-max-decoding wins in both.
+func TestImageDecodingDefault(t *testing.T) {
+	t.Parallel()
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		args    []string
+		serving bool
+		want    int
+	}{
+		{nil, true, 0},
+		{nil, false, runtime.GOMAXPROCS(0)},
+		{[]string{"--image-max-decoding", "3"}, true, 3},
+		{[]string{"--image-max-decoding", "3"}, false, 3},
+	} {
+		var k kindFlags
+		cmd := &cobra.Command{Use: "x"}
+		k.register(cmd)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.kinds(nil, log, tc.serving)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Images.MaxDecoding != tc.want {
+			t.Errorf("%v serving=%v: MaxDecoding %d, want %d", tc.args, tc.serving, got.Images.MaxDecoding, tc.want)
+		}
+		if got.Webhooks.Breakers == nil || got.Webhooks.Client == nil {
+			t.Errorf("%v: webhooks get no breakers or client", tc.args)
+		}
 	}
 }
