@@ -7,26 +7,23 @@ descendants() {
 	for c in $(cat /proc/"$1"/task/*/children 2>/dev/null); do descendants "$c"; done
 }
 
-# cpu_ticks PID sums user and system CPU time (in clock ticks) over PID
-# and its descendants.
-cpu_ticks() {
+# sum_over_tree PID FILE AWK sums what the awk program AWK prints from
+# /proc/<p>/FILE over PID and its descendants.
+sum_over_tree() {
 	local sum=0 p v
 	for p in $(descendants "$1"); do
-		v=$(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || true)
+		v=$(awk "$3" /proc/"$p"/"$2" 2>/dev/null || true)
 		sum=$((sum + ${v:-0}))
 	done
 	echo "$sum"
 }
 
-# peak_rss_kib PID sums VmHWM over PID and its descendants.
-peak_rss_kib() {
-	local sum=0 p v
-	for p in $(descendants "$1"); do
-		v=$(awk '/^VmHWM:/{print $2}' /proc/"$p"/status 2>/dev/null || true)
-		sum=$((sum + ${v:-0}))
-	done
-	echo "$sum"
-}
+# cpu_ticks PID: user and system CPU time, in clock ticks, of PID and its
+# descendants.
+cpu_ticks() { sum_over_tree "$1" stat '{print $14 + $15}'; }
+
+# peak_rss_kib PID: VmHWM of PID and its descendants, summed.
+peak_rss_kib() { sum_over_tree "$1" status '/^VmHWM:/{print $2}'; }
 
 load1() { cut -d' ' -f1 /proc/loadavg; }
 
