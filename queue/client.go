@@ -131,6 +131,7 @@ type Client struct {
 	workCtx    context.Context
 	workCancel context.CancelCauseFunc
 	jobs       sync.WaitGroup // running handlers
+	runner     *runner        // the goroutines handlers run on
 
 	runMu   sync.Mutex
 	running map[int64]*attempt
@@ -291,6 +292,7 @@ func (c *Client) Start(ctx context.Context) error {
 	svcCtx, cancel := context.WithCancel(context.Background())
 	c.svcCancel = cancel
 	c.workCtx, c.workCancel = context.WithCancelCause(context.Background())
+	c.runner = newRunner()
 	c.completer = newCompleter(c)
 	c.goService(func() { c.completer.run() })
 	c.goService(func() { c.runLeader(svcCtx) })
@@ -400,6 +402,7 @@ func (c *Client) stop(ctx context.Context) error {
 			c.log.Warn("handlers did not return after cancellation; their jobs were handed back")
 		}
 	}
+	c.runner.close()
 	// 4. Write every outcome, then stop the services.
 	c.completer.close()
 	c.svcCancel()

@@ -16,6 +16,11 @@ import (
 // ctx is cancelled when the job's timeout passes, when the job is
 // cancelled, or when the client shuts down; handlers should return soon
 // after.
+//
+// Work runs on a goroutine that the client keeps and may use for later
+// attempts. A handler that locks its OS thread (runtime.LockOSThread) must
+// unlock it before it returns, or lock it on a goroutine of its own, so
+// that no later attempt runs on a thread whose state it changed.
 type Handler interface {
 	Work(ctx context.Context, job *Job) error
 }

@@ -45,7 +45,17 @@ var (
 	errTimeout         = errors.New("attempt timed out")
 )
 
-// startJob runs job in its own goroutine.
+// timeoutError is the cause of an attempt's timeout: errTimeout and the
+// timeout, formatted only when read, so that the attempts which end in
+// time (nearly all) do not pay for it.
+type timeoutError time.Duration
+
+func (e timeoutError) Error() string {
+	return errTimeout.Error() + " after " + time.Duration(e).String()
+}
+func (timeoutError) Unwrap() error { return errTimeout }
+
+// startJob runs job on a goroutine of the client's runner.
 func (c *Client) startJob(p *producer, job *Job) {
 	kc, _ := c.workers.Kind(job.Kind)
 	timeout := job.Timeout
@@ -62,30 +72,47 @@ func (c *Client) startJob(p *producer, job *Job) {
 	c.running[job.ID] = a
 	c.runMu.Unlock()
 	c.jobs.Add(1)
-	go func() {
-		defer c.jobs.Done()
-		defer cancel(nil)
-		hctx := ctx
-		if timeout > 0 {
-			var stop context.CancelFunc
-			hctx, stop = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("%w after %s", errTimeout, timeout))
-			defer stop()
-		}
-		if !c.hooks.empty() {
-			var wait time.Duration
-			if job.AttemptedAt != nil {
-				wait = job.AttemptedAt.Sub(job.RunAt)
-			}
-			c.hooks.emit(Event{Kind: EventStarted, Job: snapshot(job), Wait: max(wait, 0), At: a.started})
-		}
-		err := c.callHandler(hctx, kc, job)
-		if !a.finish() {
-			return // handed back at shutdown; this outcome is void
-		}
-		o, ev, evErr := c.decide(a, kc, hctx, err)
-		c.completer.add(a, o, ev, evErr)
-		a.release()
-	}()
+	c.runner.run(func() { c.runAttempt(a, kc, timeout) })
+}
+
+// runAttempt runs an attempt's handler and queues its outcome. What comes
+// before and after the handler is in functions of their own, so that the
+// frames under the handler stay small and a handler that needs little
+// stack seldom has to grow it (see runner).
+func (c *Client) runAttempt(a *attempt, kc *KindConfig, timeout time.Duration) {
+	defer c.jobs.Done()
+	defer a.cancel(nil)
+	hctx := a.ctx
+	if timeout > 0 {
+		var stop context.CancelFunc
+		hctx, stop = context.WithTimeoutCause(a.ctx, timeout, timeoutError(timeout))
+		defer stop()
+	}
+	if !c.hooks.empty() {
+		c.emitStarted(a)
+	}
+	err := c.callHandler(hctx, kc, a.job)
+	c.endAttempt(a, kc, hctx, err)
+}
+
+// emitStarted emits the attempt's started event.
+func (c *Client) emitStarted(a *attempt) {
+	var wait time.Duration
+	if a.job.AttemptedAt != nil {
+		wait = a.job.AttemptedAt.Sub(a.job.RunAt)
+	}
+	c.hooks.emit(Event{Kind: EventStarted, Job: snapshot(a.job), Wait: max(wait, 0), At: a.started})
+}
+
+// endAttempt queues the outcome of an attempt whose handler returned err,
+// unless the attempt was handed back at shutdown, which voids it.
+func (c *Client) endAttempt(a *attempt, kc *KindConfig, hctx context.Context, err error) {
+	if !a.finish() {
+		return
+	}
+	o, ev, evErr := c.decide(a, kc, hctx, err)
+	c.completer.add(a, o, ev, evErr)
+	a.release()
 }
 
 // callHandler runs the kind's handler, turning a panic into an error.

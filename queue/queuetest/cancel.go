@@ -223,8 +223,8 @@ func testTimeouts(h *harness) {
 			h.Errorf("%s timeout: handler deadline ok=%v remaining %s, want at most 50ms", j.Kind, d.ok, d.remaining)
 		}
 		got := h.waitState(c, j.ID, queue.StateFailed)
-		if len(got.Errors) != 1 || !strings.Contains(got.Errors[0].Error, "timed out") {
-			h.Errorf("%s timeout: errors %+v, want one saying the attempt timed out", j.Kind, got.Errors)
+		if len(got.Errors) != 1 || !strings.Contains(got.Errors[0].Error, "attempt timed out after 50ms") {
+			h.Errorf("%s timeout: errors %+v, want one saying the attempt timed out after 50ms", j.Kind, got.Errors)
 		}
 	}
 	if d := recv(h, seen["none"], "the none handler"); d.ok {
