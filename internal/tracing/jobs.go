@@ -181,11 +181,14 @@ func (t *Tracing) WorkHook() func(ctx context.Context, job *queue.Job, work func
 	return t.work
 }
 
+// consumerSpan are the options of an attempt's span, made once.
+var consumerSpan = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer)}
+
 func (t *Tracing) work(ctx context.Context, job *queue.Job, work func(context.Context) error) error {
 	if sc := parentFrom(job.Metadata); sc.IsValid() {
 		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
 	}
-	ctx, span := t.tracer.Start(ctx, "job "+job.Kind, trace.WithSpanKind(trace.SpanKindConsumer))
+	ctx, span := t.tracer.Start(ctx, "job "+job.Kind, consumerSpan...)
 	returned := false
 	defer func() {
 		if !returned {
