@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -37,6 +38,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		duration time.Duration
 		asJSON   bool
 		tele     bool
+		cpuProf  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -60,10 +62,15 @@ object.
 the figures: Prometheus metrics fed by every job event (and scraped every
 15s, queue depth included), the runtime monitor, the slow-job log, and
 OpenTelemetry tracing of every insert and attempt when
-OTEL_EXPORTER_OTLP_ENDPOINT is set. Compare runs with and without it.`,
+OTEL_EXPORTER_OTLP_ENDPOINT is set. Compare runs with and without it.
+
+--cpuprofile FILE writes a CPU profile of the run (set-up excluded) for
+go tool pprof; two profiles, with and without --telemetry, show where the
+difference goes (go tool pprof -diff_base off.pprof on.pprof).`,
 		Example: `  kiln bench --mode throughput --jobs 50000 --workers 100
   kiln bench --mode latency --rate 200 --duration 10s --json
-  kiln bench --telemetry --json`,
+  kiln bench --telemetry --json
+  kiln bench --telemetry --cpuprofile on.pprof`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if mode != "throughput" && mode != "latency" {
@@ -83,6 +90,15 @@ OTEL_EXPORTER_OTLP_ENDPOINT is set. Compare runs with and without it.`,
 			}
 			if mode == "latency" && int(rate*duration.Seconds()) < 1 {
 				return usagef("--rate %g for --duration %s inserts no job; raise either", rate, duration)
+			}
+			var prof *os.File
+			if cpuProf != "" {
+				f, err := os.Create(cpuProf)
+				if err != nil {
+					return usagef("--cpuprofile: %v", err)
+				}
+				defer f.Close()
+				prof = f
 			}
 			url := g.db
 			if url == "" {
@@ -121,6 +137,12 @@ OTEL_EXPORTER_OTLP_ENDPOINT is set. Compare runs with and without it.`,
 					o.Progress = g.stderr // a redrawn bar only where one can be seen
 				}
 				fmt.Fprintf(g.stdout, "kiln bench: %s on %s, queue %s, telemetry %s\n", mode, s.display, o.Queue, telemetryDesc)
+			}
+			if prof != nil {
+				if err := pprof.StartCPUProfile(prof); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile() // before the file's Close, deferred earlier
 			}
 			var res any
 			if mode == "throughput" {
@@ -165,6 +187,7 @@ OTEL_EXPORTER_OTLP_ENDPOINT is set. Compare runs with and without it.`,
 	fl.Float64Var(&rate, "rate", 200, "latency: inserts per second")
 	fl.DurationVar(&duration, "duration", 10*time.Second, "latency: how long to insert")
 	fl.BoolVar(&asJSON, "json", false, "print one JSON object as the last line")
+	fl.StringVar(&cpuProf, "cpuprofile", "", "write a CPU profile of the run to this file")
 	fl.BoolVar(&tele, "telemetry", false, "run with metrics, the runtime monitor, the slow-job log and (when OTEL_EXPORTER_OTLP_ENDPOINT is set) tracing, as serve does")
 	return cmd
 }

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -73,5 +77,32 @@ func TestBenchLatency(t *testing.T) {
 	}
 	if !(res.P50 > 0 && res.P50 <= res.P95 && res.P95 <= res.P99 && res.P99 <= res.Max) {
 		t.Errorf("percentiles out of order: p50 %v p95 %v p99 %v max %v", res.P50, res.P95, res.P99, res.Max)
+	}
+}
+
+// --cpuprofile writes a gzipped pprof CPU profile: its sample types name
+// the unit of CPU profiles, nanoseconds.
+func TestBenchCPUProfile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "cpu.pprof")
+	r := kiln(t, nil, "bench", "--jobs", "2000", "--workers", "20", "--json", "--cpuprofile", path)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("profile is not gzipped: %v", err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("reading the profile: %v", err)
+	}
+	if !bytes.Contains(b, []byte("nanoseconds")) {
+		t.Errorf("profile of %d bytes holds no CPU sample type", len(b))
 	}
 }

@@ -97,6 +97,7 @@ func TestBadInput(t *testing.T) {
 		{"list bad state", nil, []string{"jobs", "list", "--state", "done", "--db", good}, 2, `unknown job state "done"`},
 		{"list bad limit", nil, []string{"jobs", "list", "--limit", "0", "--db", good}, 2, "--limit"},
 		{"bench bad mode", nil, []string{"bench", "--mode", "fast"}, 2, "--mode"},
+		{"bench cpuprofile in a missing directory", nil, []string{"bench", "--cpuprofile", "/nonexistent/dir/cpu.pprof"}, 2, "--cpuprofile"},
 		{"bench latency without jobs", nil, []string{"bench", "--mode", "latency", "--rate", "1", "--duration", "500ms"}, 2, "inserts no job"},
 	}
 	for _, tc := range tests {
