@@ -116,25 +116,41 @@ func BenchmarkGetUser(b *testing.B) {
 // job whose metadata carries a trace context.
 func BenchmarkWorkHook(b *testing.B) {
 	md, _ := withTrace(nil, testSC)
-	job := &queue.Job{ID: 1, Kind: "noop", Queue: "default", Attempt: 1, MaxAttempts: 25, Metadata: json.RawMessage(md)}
+	jobs := []struct {
+		name string
+		job  *queue.Job
+	}{
+		// Inserted by a traced request: the parent decides.
+		{"child", &queue.Job{ID: 1, Kind: "noop", Queue: "default", Attempt: 1, MaxAttempts: 25, Metadata: json.RawMessage(md)}},
+		// Inserted outside any trace (kiln bench, a cron, a Go caller
+		// without a span): the ratio decides.
+		{"root", &queue.Job{ID: 1, Kind: "noop", Queue: "default", Attempt: 1, MaxAttempts: 25}},
+	}
+	modes := append(benchModes[:len(benchModes):len(benchModes)],
+		struct {
+			name    string
+			sampler sdktrace.Sampler
+		}{"ratio10", sdktrace.ParentBased(sdktrace.TraceIDRatioBased(0.1))})
 	work := func(context.Context) error { return nil }
-	for _, m := range benchModes {
-		b.Run(m.name, func(b *testing.B) {
-			hook := benchTracing(b, m.sampler).WorkHook()
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				var err error
-				if hook == nil {
-					err = work(ctx)
-				} else {
-					err = hook(ctx, job, work)
+	for _, m := range modes {
+		for _, j := range jobs {
+			b.Run(m.name+"/"+j.name, func(b *testing.B) {
+				hook := benchTracing(b, m.sampler).WorkHook()
+				ctx := context.Background()
+				b.ReportAllocs()
+				for b.Loop() {
+					var err error
+					if hook == nil {
+						err = work(ctx)
+					} else {
+						err = hook(ctx, j.job, work)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
 				}
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+			})
+		}
 	}
 }
 
