@@ -1,0 +1,248 @@
+package supervise
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test binary doubles as the child: with KILN_SUPERVISE_CHILD set it
+// behaves as told, and writes what happens to KILN_SUPERVISE_LOG.
+func TestMain(m *testing.M) {
+	if mode := os.Getenv("KILN_SUPERVISE_CHILD"); mode != "" {
+		child(mode, os.Getenv("KILN_SUPERVISE_LOG"))
+		return
+	}
+	os.Exit(m.Run())
+}
+
+func child(mode, logPath string) {
+	note := func(s string) {
+		f, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+		if err == nil {
+			_, _ = f.WriteString(s + "\n")
+			_ = f.Close()
+		}
+	}
+	note("start")
+	switch mode {
+	case "exit":
+		os.Exit(3)
+	case "run":
+		ch := make(chan os.Signal, 1)
+		signal.Notify(ch, syscall.SIGTERM)
+		<-ch
+		note("term")
+		os.Exit(0)
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		time.Sleep(time.Minute)
+	}
+	os.Exit(2)
+}
+
+// supervisor returns a supervisor of the test binary as a child in mode,
+// and the path of the child's log.
+func supervisor(t *testing.T, mode string, o Options) (*Supervisor, string) {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "child.log")
+	o.Path = exe
+	o.Args = []string{"-test.run=^$"}
+	o.Env = append(os.Environ(), "KILN_SUPERVISE_CHILD="+mode, "KILN_SUPERVISE_LOG="+logPath)
+	s, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, logPath
+}
+
+// run runs s until cancel is called; wait returns Run's error.
+func run(t *testing.T, s *Supervisor) (cancel func(), wait func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(cancel)
+	return cancel, func() error {
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatal("Run did not return 30s after its context ended")
+			return nil
+		}
+	}
+}
+
+func recvPID(t *testing.T, ch <-chan int) int {
+	t.Helper()
+	select {
+	case pid := <-ch:
+		return pid
+	case <-time.After(30 * time.Second):
+		t.Fatal("no child started within 30s")
+		return 0
+	}
+}
+
+func gone(pid int) bool { return syscall.Kill(pid, 0) != nil }
+
+func readLog(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+// A child that exits is started again, after a delay that doubles.
+func TestRestartsAChildThatExits(t *testing.T) {
+	t.Parallel()
+	pids := make(chan int, 10)
+	s, logPath := supervisor(t, "exit", Options{MinRestartDelay: 20 * time.Millisecond, MaxRestartDelay: 40 * time.Millisecond,
+		Started: func(pid int) { pids <- pid }})
+	cancel, wait := run(t, s)
+	var starts []time.Time
+	for range 4 {
+		recvPID(t, pids)
+		starts = append(starts, time.Now())
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	// Delays 20ms, 40ms, 40ms (the maximum): each gap is at least that.
+	for i, want := range []time.Duration{20 * time.Millisecond, 40 * time.Millisecond, 40 * time.Millisecond} {
+		if gap := starts[i+1].Sub(starts[i]); gap < want {
+			t.Errorf("restart %d came %s after the previous start, want at least %s", i+1, gap, want)
+		}
+	}
+	// The fourth child may have been stopped before it wrote its line.
+	if got := readLog(t, logPath); len(got) < 3 {
+		t.Errorf("child log %q, want at least 3 starts", got)
+	}
+}
+
+// When its context ends, Run sends SIGTERM and returns once the child has
+// exited; the child ran at the nice value asked for.
+func TestStopsTheChildWithSIGTERM(t *testing.T) {
+	t.Parallel()
+	pids := make(chan int, 1)
+	s, logPath := supervisor(t, "run", Options{Nice: 7, Started: func(pid int) { pids <- pid }})
+	cancel, wait := run(t, s)
+	pid := recvPID(t, pids)
+	if runtime.GOOS == "linux" {
+		if n, err := ProcessNice(pid); err != nil || n != 7 {
+			t.Errorf("child's nice value %d (%v), want 7", n, err)
+		}
+		// The thread that forked the child ended with its goroutine, or,
+		// if that goroutine ran on the main thread, which never ends, the
+		// runtime parked that thread for good: no thread that runs Go
+		// code has the child's priority.
+		// (It ends just after the fork: wait for that.)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			lowered := threadsWithNice(t, 7)
+			if len(lowered) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("threads %v of the parent have the child's nice value 7", lowered)
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// Wait for the child to be ready for the signal before sending it.
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := readLog(t, logPath); strings.Join(got, " ") != "start term" {
+		t.Errorf("child log %q, want it started once and handled SIGTERM", got)
+	}
+	if !gone(pid) {
+		t.Errorf("child %d still exists after Run returned", pid)
+	}
+}
+
+// A child that ignores SIGTERM is killed after StopTimeout.
+func TestKillsAChildThatIgnoresSIGTERM(t *testing.T) {
+	t.Parallel()
+	pids := make(chan int, 1)
+	s, logPath := supervisor(t, "ignore-term", Options{StopTimeout: 200 * time.Millisecond, Started: func(pid int) { pids <- pid }})
+	cancel, wait := run(t, s)
+	pid := recvPID(t, pids)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !gone(pid) {
+		t.Errorf("child %d still exists after Run returned", pid)
+	}
+}
+
+func TestStartFailure(t *testing.T) {
+	t.Parallel()
+	s, err := New(Options{Path: filepath.Join(t.TempDir(), "no-such-program")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "no-such-program") {
+		t.Errorf("Run of a missing program: %v, want an error naming it", err)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	t.Parallel()
+	for _, o := range []Options{{}, {Path: "x", Nice: -1}, {Path: "x", Nice: 20}} {
+		if _, err := New(o); err == nil {
+			t.Errorf("New(%+v) succeeded, want an error", o)
+		}
+	}
+}
+
+// threadsWithNice lists the parent's threads, other than the main thread,
+// whose nice value is nice.
+func threadsWithNice(t *testing.T, nice int) []string {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, task := range tasks {
+		if task.Name() == strconv.Itoa(os.Getpid()) {
+			continue
+		}
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // it exited meanwhile
+		}
+		if n, err := niceFromStat(b); err == nil && n == nice {
+			out = append(out, task.Name())
+		}
+	}
+	return out
+}
