@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"runtime"
@@ -30,6 +31,11 @@ type engineFlags struct {
 	shutdownTimeout time.Duration
 	id              string
 	kinds           kindFlags
+	// elsewhere are queues another process is known to work (serve's
+	// isolated worker): no warning that this one does not.
+	elsewhere map[string]queue.QueueConfig
+	// quietUnworked turns that warning off (in serve's isolated worker).
+	quietUnworked bool
 }
 
 func (f *engineFlags) register(cmd *cobra.Command) {
@@ -215,7 +221,9 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 			log.Warn("job kind unavailable: enqueueing it is refused", "kind", k, "reason", kc.Unavailable.Error())
 		}
 	}
-	if missing := unworkedQueues(cfg.Workers, cfg.Queues); len(missing) > 0 {
+	worked := maps.Clone(cfg.Queues)
+	maps.Copy(worked, f.elsewhere)
+	if missing := unworkedQueues(cfg.Workers, worked); len(missing) > 0 && !f.quietUnworked {
 		log.Warn("some kinds go to queues this process does not work; another process must, or add them to --queues",
 			"kinds", strings.Join(missing, ", "))
 	}
@@ -238,22 +246,36 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 func newWorkerCmd(g *globals) *cobra.Command {
 	f := &engineFlags{}
 	t := &telemetryFlags{}
+	var supervised bool
 	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Work jobs without serving HTTP",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runEngine(cmd.Context(), g, f, t, nil)
+			ctx := cmd.Context()
+			if supervised {
+				log, err := g.logger()
+				if err != nil {
+					return err
+				}
+				ctx = exitOnStdinEOF(ctx, cmd.InOrStdin(), log)
+				f.quietUnworked = true // serve warns for the rest
+			}
+			return runEngine(ctx, g, f, t, nil)
 		},
 	}
 	f.register(cmd)
 	t.register(cmd, "")
+	// Set by serve for its --isolate-queues worker.
+	cmd.Flags().BoolVar(&supervised, "supervised", false, "started by kiln serve --isolate-queues: shut down when standard input ends")
+	_ = cmd.Flags().MarkHidden("supervised")
 	return cmd
 }
 
 func newServeCmd(g *globals) *cobra.Command {
 	f := &engineFlags{}
 	t := &telemetryFlags{}
+	iso := &isolateFlags{}
 	var addr string
 	var drain time.Duration
 	cmd := &cobra.Command{
@@ -261,7 +283,12 @@ func newServeCmd(g *globals) *cobra.Command {
 		Short: "Serve HTTP and work jobs",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, _, err := f.check(g); err != nil {
+			qs, log, err := f.check(g)
+			if err != nil {
+				return err
+			}
+			own, isolated, err := iso.split(qs)
+			if err != nil {
 				return err
 			}
 			if err := t.check(); err != nil {
@@ -277,12 +304,26 @@ func newServeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			defer ln.Close()
+			if isolated == nil {
+				return runEngine(cmd.Context(), g, f, t, func(ctx context.Context, e *engine) error {
+					return serveHTTP(ctx, ln, e, g, drain)
+				})
+			}
+			sup, pipe, err := isolatedWorker(cmd, g, f, isolated, iso.nice, log)
+			if err != nil {
+				return err
+			}
+			defer pipe.Close()
+			f.queues, f.elsewhere = queueList(own), isolated
 			return runEngine(cmd.Context(), g, f, t, func(ctx context.Context, e *engine) error {
-				return serveHTTP(ctx, ln, e, g, drain)
+				return runIsolated(ctx, sup, func(ctx context.Context) error {
+					return serveHTTP(ctx, ln, e, g, drain)
+				})
 			})
 		},
 	}
 	f.register(cmd)
+	iso.register(cmd)
 	t.register(cmd, admin.DefaultAddr)
 	cmd.Flags().StringVar(&addr, "addr", ":8080", "address to serve HTTP on")
 	cmd.Flags().DurationVar(&drain, "drain-delay", 0, "on SIGTERM, answer /readyz with 503 and keep serving this long before closing the listener, so load balancers stop sending first")
