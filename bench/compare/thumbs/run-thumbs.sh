@@ -13,7 +13,10 @@
 #               with BUSY thumbnail jobs waiting on an images queue of W
 #               workers; the latency p50/p99/max. A busy run is valid only
 #               if thumbnails were still waiting when the load ended, so
-#               that they ran for all of it.
+#               that they ran for all of it. For each W in ISOLATED_WORKERS
+#               (default none), the same with serve --isolate-queues images:
+#               the thumbnails run in a kiln worker process serve starts at
+#               nice 10.
 #
 # ROUNDS rounds, the settings interleaved in each; one JSON line per run
 # goes to stdout and OUT, then a table of medians. Every run gets a fresh
@@ -21,7 +24,7 @@
 #
 # Usage: run-thumbs.sh [--parts throughput,api] [--rounds 3] [--images 32]
 #          [--workers 1,8] [--rate 500] [--duration 10s] [--busy 80]
-#          [--busy-workers 1,2,4]
+#          [--busy-workers 1,2,4] [--isolated-workers 4]
 #          [--out FILE]
 set -euo pipefail
 
@@ -33,6 +36,7 @@ RATE=${RATE:-500}
 DURATION=${DURATION:-10s}
 BUSY=${BUSY:-80}
 BUSY_WORKERS=${BUSY_WORKERS:-}
+ISOLATED_WORKERS=${ISOLATED_WORKERS:-}
 USERS=${USERS:-1000}
 BIN=${BIN:-/tmp/kiln-thumbs-bench}
 OUT=${OUT:-}
@@ -52,6 +56,7 @@ while (($#)); do
 	--duration) DURATION=$2; shift 2 ;;
 	--busy) BUSY=$2; shift 2 ;;
 	--busy-workers) BUSY_WORKERS=$2; shift 2 ;;
+	--isolated-workers) ISOLATED_WORKERS=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -89,10 +94,10 @@ api() { # METHOD PATH [curl args...]
 	curl -fsS --max-time 60 -X "$m" -H "Authorization: Bearer $token" "$@" "$URL/api/v1$p"
 }
 
-# start_server DATA_DIR QUEUES: serve in the background; sets pid.
+# start_server DATA_DIR QUEUES [ARGS...]: serve in the background; sets pid.
 start_server() {
 	"$BIN/kiln" serve --data-dir "$1" --addr "127.0.0.1:$PORT" --admin-addr off --log-level warn \
-		--queues "$2" >"$1/serve.log" 2>&1 &
+		--queues "$2" "${@:3}" >"$1/serve.log" 2>&1 &
 	pid=$!
 	local deadline=$((SECONDS + 60))
 	until curl -fsS --max-time 2 "$URL/readyz" >/dev/null 2>&1; do
@@ -175,17 +180,21 @@ throughput_run() {
 		 valid: (($done | length) == $n)}' <<<"$jobs" | tee -a "$OUT"
 }
 
-# api_run ROUND W: W images workers with BUSY jobs waiting, or none when
-# W is 0 (idle).
+# api_run ROUND W [isolated]: W images workers with BUSY jobs waiting, or
+# none when W is 0 (idle); with "isolated", in serve's isolated worker.
 api_run() {
-	local dir=$WORK/a-$1-$2 queues="default=10,images=$(($2 > 0 ? $2 : 1)),media=1,webhooks=20" n=0 setting=idle
+	local dir=$WORK/a-$1-$2${3:-} queues="default=10,images=$(($2 > 0 ? $2 : 1)),media=1,webhooks=20" n=0 setting=idle extra=()
 	if (($2 > 0)); then
 		n=$BUSY
 		setting="busy, images=$2"
 	fi
+	if [[ ${3:-} == isolated ]]; then
+		setting="busy, images=$2 isolated"
+		extra=(--isolate-queues images)
+	fi
 	cp -r "$seed" "$dir"
 	rm -f "$dir"/serve.log
-	start_server "$dir" "$queues"
+	start_server "$dir" "$queues" "${extra[@]}"
 	api POST /queues/images/pause >/dev/null
 	upload "$n"
 	local targets=$dir/targets.txt i
@@ -218,12 +227,14 @@ api_run() {
 
 IFS=, read -r -a ws <<<"$WORKERS"
 IFS=, read -r -a bws <<<"${BUSY_WORKERS:-1,$procs,$((2 * procs))}"
+IFS=, read -r -a iws <<<"$ISOLATED_WORKERS"
 for round in $(seq 1 "$ROUNDS"); do
 	if [[ ",$PARTS," == *,throughput,* ]]; then
 		for w in "${ws[@]}"; do throughput_run "$round" "$w"; done
 	fi
 	if [[ ",$PARTS," == *,api,* ]]; then
 		for w in 0 "${bws[@]}"; do api_run "$round" "$w"; done
+		for w in "${iws[@]}"; do api_run "$round" "$w" isolated; done
 	fi
 done
 
