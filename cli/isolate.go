@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/kilnhq/kiln/internal/admin"
 	"github.com/kilnhq/kiln/internal/supervise"
 	"github.com/kilnhq/kiln/queue"
 )
@@ -21,21 +23,46 @@ import (
 // isolateFlags are serve's settings for working some queues in a child
 // kiln worker process.
 type isolateFlags struct {
-	queues string
-	nice   int
+	queues    string
+	priority  string
+	adminAddr string
+	// From priority, by split.
+	nice int
+	idle bool
 }
 
 func (f *isolateFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.queues, "isolate-queues", "", "queues (of --queues) to work in a kiln worker process that serve starts, supervises and runs at a lower CPU priority, so that CPU-heavy jobs cannot slow the API: images,media")
-	fl.IntVar(&f.nice, "isolate-nice", 10, "nice value (0-19) of the --isolate-queues process, on Linux")
+	fl.StringVar(&f.priority, "isolate-priority", "idle", `CPU priority of the --isolate-queues process, on Linux: "idle" (SCHED_IDLE: the API's threads take a CPU from it at once) or a nice value, 0 to 19`)
+	fl.StringVar(&f.adminAddr, "isolate-admin-addr", "off", "admin listener (pprof, metrics of its jobs) of the --isolate-queues process; like --admin-addr")
+}
+
+// checkAdmin checks --isolate-admin-addr with the admin token the child
+// gets, and that it does not take serve's own admin address.
+func (f *isolateFlags) checkAdmin(serveAdmin, token string) error {
+	if f.adminAddr == "" || f.adminAddr == "off" {
+		f.adminAddr = "off"
+		return nil
+	}
+	if _, err := admin.New(admin.Options{Addr: f.adminAddr, Token: token}); err != nil {
+		return usagef("--isolate-admin-addr: %v", err)
+	}
+	if f.adminAddr == serveAdmin && !strings.HasSuffix(f.adminAddr, ":0") {
+		return usagef("--isolate-admin-addr %s is serve's --admin-addr too: give the worker another", f.adminAddr)
+	}
+	return nil
 }
 
 // split checks the flags against the queues and returns the queues serve
 // works itself and those the child works (none: no child).
 func (f *isolateFlags) split(qs map[string]queue.QueueConfig) (own, isolated map[string]queue.QueueConfig, err error) {
-	if f.nice < 0 || f.nice > 19 {
-		return nil, nil, usagef("--isolate-nice must be from 0 to 19, got %d", f.nice)
+	if p := strings.TrimSpace(f.priority); p == "idle" {
+		f.idle = true
+	} else if n, err := strconv.Atoi(p); err == nil && n >= 0 && n <= 19 {
+		f.nice = n
+	} else {
+		return nil, nil, usagef(`--isolate-priority must be "idle" or a nice value from 0 to 19, got %q`, f.priority)
 	}
 	own = map[string]queue.QueueConfig{}
 	for n, q := range qs {
@@ -73,13 +100,14 @@ func queueList(qs map[string]queue.QueueConfig) string {
 }
 
 // serveOnlyFlags are serve's flags that kiln worker does not have.
-var serveOnlyFlags = map[string]bool{"addr": true, "drain-delay": true, "isolate-queues": true, "isolate-nice": true}
+var serveOnlyFlags = map[string]bool{"addr": true, "drain-delay": true, "isolate-queues": true, "isolate-priority": true, "isolate-admin-addr": true}
 
 // isolatedWorker returns the supervisor of the child kiln worker that
 // works the isolated queues: it gets the flags given to serve that worker
-// has (the environment it inherits), the same database, those queues, no
-// admin listener, and an ID of its own when serve has one.
-func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map[string]queue.QueueConfig, nice int, log *slog.Logger) (*supervise.Supervisor, io.Closer, error) {
+// has, serve's environment with the same database (KILN_DB), those queues,
+// --isolate-admin-addr as its admin listener, and an ID of its own when
+// serve has one.
+func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map[string]queue.QueueConfig, iso *isolateFlags, log *slog.Logger) (*supervise.Supervisor, io.Closer, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, fmt.Errorf("--isolate-queues: find this program to start a worker: %w", err)
@@ -91,16 +119,33 @@ func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map
 		}
 		switch fl.Name {
 		case "db", "data-dir", "queues", "admin-addr", "id":
-			return // set below
+			return // set below, or in the environment
 		}
 		args = append(args, "--"+fl.Name+"="+fl.Value.String())
 	}
 	cmd.Flags().Visit(pass)
 	cmd.InheritedFlags().Visit(pass)
-	args = append(args, "--db="+g.resolveDB(), "--queues="+queueList(isolated), "--admin-addr=off", "--supervised")
+	// The database goes in the environment, where serve's own may have
+	// come from, rather than on a command line anyone can list.
+	env := []string{}
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KILN_DB=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "KILN_DB="+g.resolveDB())
+	args = append(args, "--queues="+queueList(isolated), "--admin-addr="+iso.adminAddr, "--supervised")
 	if f.id != "" {
 		args = append(args, "--id="+f.id+"-isolated")
 	}
+	shown := append([]string{}, args...)
+	for i, a := range shown {
+		if name, _, ok := strings.Cut(a, "="); ok && strings.HasSuffix(name, "-token") {
+			shown[i] = name + "=xxxxx"
+		}
+	}
+	log.Info("isolated queues are worked by a kiln worker that serve supervises", "queues", queueList(isolated), "priority", iso.priority,
+		"command", "kiln "+strings.Join(shown, " "), "database", redact(g.resolveDB()))
 	// The child stops when its stdin ends: when serve exits, however it
 	// exits, the kernel closes this pipe's other end.
 	r, w, err := os.Pipe()
@@ -109,7 +154,7 @@ func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map
 	}
 	sup, err := supervise.New(supervise.Options{
 		Name: "isolated worker (" + queueList(isolated) + ")", Path: exe, Args: args,
-		Stdin: r, Stdout: g.stdout, Stderr: g.stderr, Nice: nice,
+		Env: env, Stdin: r, Stdout: g.stdout, Stderr: g.stderr, Nice: iso.nice, Idle: iso.idle,
 		StopTimeout: f.shutdownTimeout + shutdownGrace, Logger: log,
 	})
 	if err != nil {

@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -16,12 +18,17 @@ import (
 
 var isolatedStarted = regexp.MustCompile(`"msg":"started","process":"isolated worker \(heavy=1\)","pid":(\d+)`)
 
-// startIsolated starts serve with queue heavy isolated, and returns it
+// startIsolated starts serve with queue heavy isolated at priority (""
+// for the default), and returns it
 // and the isolated worker's process ID once that worker has started.
-func startIsolated(t *testing.T, db string) (*proc, int) {
+func startIsolated(t *testing.T, db, priority string) (*proc, int) {
 	t.Helper()
-	s := start(t, procOpts{}, "serve", "--addr", "127.0.0.1:0", "--db", db, "--id", "web", "--log-format", "json",
-		"--queues", "default=2,heavy=1", "--isolate-queues", "heavy", "--isolate-nice", "5")
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--db", db, "--id", "web", "--log-format", "json",
+		"--queues", "default=2,heavy=1", "--isolate-queues", "heavy"}
+	if priority != "" {
+		args = append(args, "--isolate-priority", priority)
+	}
+	s := start(t, procOpts{}, args...)
 	var pid int
 	waitFor(t, 30*time.Second, func() string { return "the isolated worker to start\n" + s.stderr.String() }, func() (bool, error) {
 		if s.exited() {
@@ -52,13 +59,15 @@ func TestServeIsolatesQueues(t *testing.T) {
 	t.Parallel()
 	ctx := testCtx(t)
 	db := filepath.Join(t.TempDir(), "kiln.db")
-	s, pid := startIsolated(t, db)
+	s, pid := startIsolated(t, db, "5")
 	if runtime.GOOS == "linux" {
 		if n, err := supervise.ProcessNice(pid); err != nil || n != 5 {
 			t.Errorf("isolated worker's nice value %d (%v), want 5", n, err)
 		}
-		if n, err := supervise.ProcessNice(s.cmd.Process.Pid); err != nil || n != 0 {
-			t.Errorf("serve's nice value %d (%v), want 0", n, err)
+		// The database URL, which may hold a password, is not on the
+		// worker's command line.
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err != nil || bytes.Contains(cmdline, []byte(db)) {
+			t.Errorf("isolated worker's command line %q (%v) names the database", cmdline, err)
 		}
 	}
 	c := openDB(t, db)
@@ -95,7 +104,12 @@ func TestServeIsolatesQueues(t *testing.T) {
 func TestIsolatedWorkerStopsWhenServeIsKilled(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "kiln.db")
-	s, pid := startIsolated(t, db)
+	s, pid := startIsolated(t, db, "")
+	if runtime.GOOS == "linux" {
+		if p, err := supervise.ProcessPolicy(pid); err != nil || p != 5 {
+			t.Errorf("isolated worker's scheduling policy %d (%v), want 5 (SCHED_IDLE), the default", p, err)
+		}
+	}
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
 	s.kill()
 	waitGone(t, pid, fmt.Sprintf("isolated worker %d to stop after serve was killed", pid))

@@ -294,6 +294,11 @@ func newServeCmd(g *globals) *cobra.Command {
 			if err := t.check(); err != nil {
 				return err
 			}
+			if isolated != nil {
+				if err := iso.checkAdmin(t.adminAddr, t.adminToken); err != nil {
+					return err
+				}
+			}
 			if drain < 0 {
 				return usagef("--drain-delay must not be negative")
 			}
@@ -309,7 +314,7 @@ func newServeCmd(g *globals) *cobra.Command {
 					return serveHTTP(ctx, ln, e, g, drain)
 				})
 			}
-			sup, pipe, err := isolatedWorker(cmd, g, f, isolated, iso.nice, log)
+			sup, pipe, err := isolatedWorker(cmd, g, f, isolated, iso, log)
 			if err != nil {
 				return err
 			}

@@ -1,11 +1,26 @@
 package supervise
 
-import "syscall"
+import (
+	"syscall"
+	"unsafe"
+)
 
-// lowerThread raises the calling thread's nice value to nice, unless it
-// is higher already. On Linux a nice value belongs to a thread, and a
-// process forked from it starts with it.
-func lowerThread(nice int) error {
+// schedIdle is Linux's SCHED_IDLE scheduling policy.
+const schedIdle = 5
+
+// lowerThread lowers the calling thread's priority: to SCHED_IDLE when
+// idle is set, else to nice value nice unless it is higher already. On
+// Linux a nice value and a policy belong to a thread, and a process
+// forked from it starts with them.
+func lowerThread(nice int, idle bool) error {
+	if idle {
+		var param struct{ priority int32 } // must be 0 for SCHED_IDLE
+		_, _, errno := syscall.RawSyscall(syscall.SYS_SCHED_SETSCHEDULER, uintptr(syscall.Gettid()), schedIdle, uintptr(unsafe.Pointer(&param)))
+		if errno != 0 {
+			return errno
+		}
+		return nil
+	}
 	p, err := syscall.Getpriority(syscall.PRIO_PROCESS, syscall.Gettid())
 	if err != nil {
 		return err

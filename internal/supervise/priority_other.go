@@ -6,6 +6,6 @@ import "errors"
 
 // lowerThread is not supported here: a nice value belongs to the whole
 // process on these systems, so lowering it would lower the parent's too.
-func lowerThread(int) error {
+func lowerThread(int, bool) error {
 	return errors.New("lowering only the child's priority is supported on Linux")
 }

@@ -40,8 +40,15 @@ type Options struct {
 	Stdin io.Reader
 	// Stdout and Stderr receive the child's output (nil: discarded).
 	Stdout, Stderr io.Writer
-	// Nice is the child's nice value, 0 to 19 (see Priority).
+	// Nice is the child's nice value, 0 to 19 (Linux only).
 	Nice int
+	// Idle runs the child under the SCHED_IDLE policy (Linux only): the
+	// kernel gives it a CPU when no other task wants one, and a waking
+	// task of any other policy takes the CPU from it at once, where a
+	// high nice value only shrinks its share. It is not starved outright
+	// (the kernel still gives it a small weight), so a lock it holds is
+	// released even on busy CPUs. Nice is ignored with it.
+	Idle bool
 	// StopTimeout is how long Run waits after SIGTERM before it kills
 	// the child (default 30s).
 	StopTimeout time.Duration
@@ -105,7 +112,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			return fmt.Errorf("supervise: start %s: %w", s.o.Name, err)
 		}
 		started := time.Now()
-		log.Info("started", "pid", cmd.Process.Pid, "nice", s.o.Nice, "args", strings.Join(s.o.Args, " "))
+		log.Info("started", "pid", cmd.Process.Pid, "priority", s.priority()) // not the arguments: they may hold secrets
 		if s.o.Started != nil {
 			s.o.Started(cmd.Process.Pid)
 		}
@@ -167,7 +174,7 @@ func (s *Supervisor) start() (*exec.Cmd, error) {
 	if cmd.Stderr == nil {
 		cmd.Stderr = io.Discard
 	}
-	if s.o.Nice == 0 {
+	if s.o.Nice == 0 && !s.o.Idle {
 		return cmd, cmd.Start()
 	}
 	// A child inherits the nice value of the thread that forks it: fork
@@ -175,12 +182,20 @@ func (s *Supervisor) start() (*exec.Cmd, error) {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		if err := lowerThread(s.o.Nice); err != nil {
+		if err := lowerThread(s.o.Nice, s.o.Idle); err != nil {
 			s.o.Logger.Warn("cannot lower the priority of "+s.o.Name+"; it runs at the parent's", "err", err)
 		}
 		done <- cmd.Start()
 	}()
 	return cmd, <-done
+}
+
+// priority describes the child's priority for log lines.
+func (s *Supervisor) priority() string {
+	if s.o.Idle {
+		return "SCHED_IDLE"
+	}
+	return fmt.Sprintf("nice %d", s.o.Nice)
 }
 
 // exitErr describes how a child ended.
@@ -194,29 +209,43 @@ func exitErr(err error) string {
 // ProcessNice returns the nice value of the main thread of process pid
 // (Linux only; for tests and diagnostics).
 func ProcessNice(pid int) (int, error) {
+	return statField(pid, 16)
+}
+
+// ProcessPolicy returns the scheduling policy of the main thread of
+// process pid: 0 for SCHED_OTHER, 5 for SCHED_IDLE (Linux only; for tests
+// and diagnostics).
+func ProcessPolicy(pid int) (int, error) {
+	return statField(pid, 38)
+}
+
+// statField returns field i, counted from 0 after the command name, of
+// /proc/<pid>/stat.
+func statField(pid, i int) (int, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
-	return niceFromStat(b)
+	return fieldFromStat(b, i)
 }
 
-// niceFromStat returns the nice value in the contents of a Linux
-// /proc/<pid>/stat or /proc/<pid>/task/<tid>/stat file.
-func niceFromStat(b []byte) (int, error) {
-	// The fields after the command name, which is in parentheses and may
-	// hold spaces and parentheses: state is the first, nice the 17th.
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 {
+// fieldFromStat returns field i of the fields after the command name
+// (state is field 0, nice 16, policy 38) in the contents of a Linux stat
+// file.
+func fieldFromStat(b []byte, i int) (int, error) {
+	// The command name is in parentheses and may hold spaces and
+	// parentheses: the fields start after the last ')'.
+	j := strings.LastIndexByte(string(b), ')')
+	if j < 0 {
 		return 0, errors.New("unexpected stat contents")
 	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 17 {
+	f := strings.Fields(string(b[j+1:]))
+	if len(f) <= i {
 		return 0, errors.New("unexpected stat contents")
 	}
-	n, err := strconv.Atoi(f[16])
+	n, err := strconv.Atoi(f[i])
 	if err != nil {
-		return 0, fmt.Errorf("nice in stat: %w", err)
+		return 0, fmt.Errorf("field %d of stat: %w", i, err)
 	}
 	return n, nil
 }

@@ -155,7 +155,7 @@ func TestStopsTheChildWithSIGTERM(t *testing.T) {
 		// (It ends just after the fork: wait for that.)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			lowered := threadsWithNice(t, 7)
+			lowered := threadsWith(t, 16, 7)
 			if len(lowered) == 0 {
 				break
 			}
@@ -223,9 +223,9 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-// threadsWithNice lists the parent's threads, other than the main thread,
-// whose nice value is nice.
-func threadsWithNice(t *testing.T, nice int) []string {
+// threadsWith lists the parent's threads, other than the main thread,
+// whose stat field i (see fieldFromStat) is v.
+func threadsWith(t *testing.T, i, v int) []string {
 	t.Helper()
 	tasks, err := os.ReadDir("/proc/self/task")
 	if err != nil {
@@ -240,9 +240,40 @@ func threadsWithNice(t *testing.T, nice int) []string {
 		if err != nil {
 			continue // it exited meanwhile
 		}
-		if n, err := niceFromStat(b); err == nil && n == nice {
+		if n, err := fieldFromStat(b, i); err == nil && n == v {
 			out = append(out, task.Name())
 		}
 	}
 	return out
+}
+
+// With Idle the child runs under SCHED_IDLE.
+func TestIdleChild(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("SCHED_IDLE is Linux's")
+	}
+	pids := make(chan int, 1)
+	s, _ := supervisor(t, "run", Options{Idle: true, Started: func(pid int) { pids <- pid }})
+	cancel, wait := run(t, s)
+	pid := recvPID(t, pids)
+	if p, err := ProcessPolicy(pid); err != nil || p != 5 {
+		t.Errorf("child's policy %d (%v), want 5 (SCHED_IDLE)", p, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lowered := threadsWith(t, 38, 5)
+		if len(lowered) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("threads %v of the parent have the child's policy", lowered)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
 }

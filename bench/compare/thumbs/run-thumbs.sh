@@ -14,9 +14,10 @@
 #               workers; the latency p50/p99/max. A busy run is valid only
 #               if thumbnails were still waiting when the load ended, so
 #               that they ran for all of it. For each W in ISOLATED_WORKERS
-#               (default none), the same with serve --isolate-queues images:
-#               the thumbnails run in a kiln worker process serve starts at
-#               nice 10.
+#               (default none) and each P in ISOLATE_PRIORITIES (default
+#               idle), the same with serve --isolate-queues images
+#               --isolate-priority P: the thumbnails run in a kiln worker
+#               process that serve starts at that priority.
 #
 # ROUNDS rounds, the settings interleaved in each; one JSON line per run
 # goes to stdout and OUT, then a table of medians. Every run gets a fresh
@@ -25,6 +26,7 @@
 # Usage: run-thumbs.sh [--parts throughput,api] [--rounds 3] [--images 32]
 #          [--workers 1,8] [--rate 500] [--duration 10s] [--busy 80]
 #          [--busy-workers 1,2,4] [--isolated-workers 4]
+#          [--isolate-priorities idle,10]
 #          [--out FILE]
 set -euo pipefail
 
@@ -37,6 +39,7 @@ DURATION=${DURATION:-10s}
 BUSY=${BUSY:-80}
 BUSY_WORKERS=${BUSY_WORKERS:-}
 ISOLATED_WORKERS=${ISOLATED_WORKERS:-}
+ISOLATE_PRIORITIES=${ISOLATE_PRIORITIES:-idle}
 USERS=${USERS:-1000}
 BIN=${BIN:-/tmp/kiln-thumbs-bench}
 OUT=${OUT:-}
@@ -57,6 +60,7 @@ while (($#)); do
 	--busy) BUSY=$2; shift 2 ;;
 	--busy-workers) BUSY_WORKERS=$2; shift 2 ;;
 	--isolated-workers) ISOLATED_WORKERS=$2; shift 2 ;;
+	--isolate-priorities) ISOLATE_PRIORITIES=$2; shift 2 ;;
 	--out) OUT=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "unknown argument $1" >&2; usage >&2; exit 2 ;;
@@ -180,17 +184,18 @@ throughput_run() {
 		 valid: (($done | length) == $n)}' <<<"$jobs" | tee -a "$OUT"
 }
 
-# api_run ROUND W [isolated]: W images workers with BUSY jobs waiting, or
-# none when W is 0 (idle); with "isolated", in serve's isolated worker.
+# api_run ROUND W [PRIORITY]: W images workers with BUSY jobs waiting, or
+# none when W is 0 (idle); with PRIORITY, in serve's isolated worker at
+# that priority.
 api_run() {
-	local dir=$WORK/a-$1-$2${3:-} queues="default=10,images=$(($2 > 0 ? $2 : 1)),media=1,webhooks=20" n=0 setting=idle extra=()
+	local dir=$WORK/a-$1-$2-${3:-} queues="default=10,images=$(($2 > 0 ? $2 : 1)),media=1,webhooks=20" n=0 setting=idle extra=()
 	if (($2 > 0)); then
 		n=$BUSY
 		setting="busy, images=$2"
 	fi
-	if [[ ${3:-} == isolated ]]; then
-		setting="busy, images=$2 isolated"
-		extra=(--isolate-queues images)
+	if [[ -n ${3:-} ]]; then
+		setting="busy, images=$2 isolated at $3"
+		extra=(--isolate-queues images --isolate-priority "$3")
 	fi
 	cp -r "$seed" "$dir"
 	rm -f "$dir"/serve.log
@@ -228,13 +233,16 @@ api_run() {
 IFS=, read -r -a ws <<<"$WORKERS"
 IFS=, read -r -a bws <<<"${BUSY_WORKERS:-1,$procs,$((2 * procs))}"
 IFS=, read -r -a iws <<<"$ISOLATED_WORKERS"
+IFS=, read -r -a ips <<<"$ISOLATE_PRIORITIES"
 for round in $(seq 1 "$ROUNDS"); do
 	if [[ ",$PARTS," == *,throughput,* ]]; then
 		for w in "${ws[@]}"; do throughput_run "$round" "$w"; done
 	fi
 	if [[ ",$PARTS," == *,api,* ]]; then
 		for w in 0 "${bws[@]}"; do api_run "$round" "$w"; done
-		for w in "${iws[@]}"; do api_run "$round" "$w" isolated; done
+		for w in "${iws[@]}"; do
+			for p in "${ips[@]}"; do api_run "$round" "$w" "$p"; done
+		done
 	fi
 done
 
