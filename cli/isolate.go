@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -57,6 +58,9 @@ func (f *isolateFlags) checkAdmin(serveAdmin, token string) error {
 // split checks the flags against the queues and returns the queues serve
 // works itself and those the child works (none: no child).
 func (f *isolateFlags) split(qs map[string]queue.QueueConfig) (own, isolated map[string]queue.QueueConfig, err error) {
+	if strings.TrimSpace(strings.ReplaceAll(f.queues, ",", "")) == "" {
+		return qs, nil, nil
+	}
 	if p := strings.TrimSpace(f.priority); p == "idle" {
 		f.idle = true
 	} else if n, err := strconv.Atoi(p); err == nil && n >= 0 && n <= 19 {
@@ -107,16 +111,24 @@ var serveOnlyFlags = map[string]bool{"addr": true, "drain-delay": true, "isolate
 // has, serve's environment with the same database (KILN_DB), those queues,
 // --isolate-admin-addr as its admin listener, and an ID of its own when
 // serve has one.
-func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map[string]queue.QueueConfig, iso *isolateFlags, log *slog.Logger) (*supervise.Supervisor, io.Closer, error) {
+func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map[string]queue.QueueConfig, iso *isolateFlags, log *slog.Logger) (*supervise.Supervisor, error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, nil, fmt.Errorf("--isolate-queues: find this program to start a worker: %w", err)
+		return nil, fmt.Errorf("--isolate-queues: find this program to start a worker: %w", err)
+	}
+	if runtime.GOOS == "linux" {
+		// The binary serve runs, even if an upgrade has replaced the file
+		// since: a restarted worker never runs (nor migrates the database
+		// for) another version than serve's.
+		exe = "/proc/self/exe"
 	}
 	args := []string{"worker"}
+	seen := map[string]bool{}
 	pass := func(fl *pflag.Flag) {
-		if !fl.Changed || serveOnlyFlags[fl.Name] {
+		if !fl.Changed || serveOnlyFlags[fl.Name] || seen[fl.Name] {
 			return
 		}
+		seen[fl.Name] = true
 		switch fl.Name {
 		case "db", "data-dir", "queues", "admin-addr", "id":
 			return // set below, or in the environment
@@ -146,42 +158,29 @@ func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map
 	}
 	log.Info("isolated queues are worked by a kiln worker that serve supervises", "queues", queueList(isolated), "priority", iso.priority,
 		"command", "kiln "+strings.Join(shown, " "), "database", redact(g.resolveDB()))
-	// The child stops when its stdin ends: when serve exits, however it
-	// exits, the kernel closes this pipe's other end.
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, nil, fmt.Errorf("--isolate-queues: %w", err)
-	}
-	sup, err := supervise.New(supervise.Options{
-		Name: "isolated worker (" + queueList(isolated) + ")", Path: exe, Args: args,
-		Env: env, Stdin: r, Stdout: g.stdout, Stderr: g.stderr, Nice: iso.nice, Idle: iso.idle,
+	return supervise.New(supervise.Options{
+		Name: "isolated worker (" + queueList(isolated) + ")", Path: exe, Args: args, Env: env,
+		// The worker ignores signals and stops when its stdin ends, so
+		// that a signal to the whole process group (Ctrl-C, a service
+		// manager) does not cut its shutdown short; the pipe also closes
+		// when serve dies, however it dies.
+		StopByStdin: true,
+		Stdout:      g.stdout, Stderr: g.stderr, Nice: iso.nice, Idle: iso.idle,
 		StopTimeout: f.shutdownTimeout + shutdownGrace, Logger: log,
+		// A usage error would recur at every restart: serve stops instead.
+		FatalExitCodes: []int{exitUsage},
 	})
-	if err != nil {
-		r.Close()
-		w.Close()
-		return nil, nil, err
-	}
-	return sup, closers{r, w}, nil
 }
 
 // shutdownGrace is how long serve waits for the isolated worker beyond
-// the shutdown timeout it gives the worker's jobs.
-const shutdownGrace = 5 * time.Second
+// the shutdown timeout it gives the worker's jobs: the worker then still
+// writes outcomes, resigns leadership and flushes traces.
+const shutdownGrace = 15 * time.Second
 
-type closers []io.Closer
-
-func (c closers) Close() error {
-	var errs []error
-	for _, x := range c {
-		errs = append(errs, x.Close())
-	}
-	return errors.Join(errs...)
-}
-
-// runIsolated runs sup while serve runs: until ctx is done, or until sup
-// fails to start the worker, which cancels serve with that error.
-func runIsolated(ctx context.Context, sup *supervise.Supervisor, serve func(context.Context) error) error {
+// runAlongside runs sup while run runs (both get ctx, so both start
+// shutting down at once), cancels run if sup fails, and returns once both
+// have returned.
+func runAlongside(ctx context.Context, sup *supervise.Supervisor, run func(context.Context) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	done := make(chan error, 1)
@@ -192,7 +191,7 @@ func runIsolated(ctx context.Context, sup *supervise.Supervisor, serve func(cont
 		}
 		done <- err
 	}()
-	err := serve(ctx)
+	err := run(ctx)
 	cancel(nil)
 	return errors.Join(err, <-done)
 }

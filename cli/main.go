@@ -107,10 +107,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, o options
 	fmt.Fprintf(stderr, "kiln: %v\n", err)
 	var ue usageError
 	if errors.As(err, &ue) {
-		return 2
+		return exitUsage
 	}
 	return 1
 }
+
+// exitUsage is the exit status of a usage error: a bad flag, argument or
+// setting.
+const exitUsage = 2
 
 func newRoot(g *globals) *cobra.Command {
 	root := &cobra.Command{

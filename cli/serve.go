@@ -8,10 +8,13 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -258,6 +261,10 @@ func newWorkerCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				// Serve stops this worker by closing its stdin; signals
+				// sent to serve's whole process group are serve's to act
+				// on, and a second one would cut this shutdown short.
+				signal.Ignore(os.Interrupt, syscall.SIGTERM)
 				ctx = exitOnStdinEOF(ctx, cmd.InOrStdin(), log)
 				f.quietUnworked = true // serve warns for the rest
 			}
@@ -309,22 +316,22 @@ func newServeCmd(g *globals) *cobra.Command {
 				return fmt.Errorf("listen on %s: %w", addr, err)
 			}
 			defer ln.Close()
-			if isolated == nil {
-				return runEngine(cmd.Context(), g, f, t, func(ctx context.Context, e *engine) error {
+			serve := func(ctx context.Context) error {
+				return runEngine(ctx, g, f, t, func(ctx context.Context, e *engine) error {
 					return serveHTTP(ctx, ln, e, g, drain)
 				})
 			}
-			sup, pipe, err := isolatedWorker(cmd, g, f, isolated, iso, log)
+			if isolated == nil {
+				return serve(cmd.Context())
+			}
+			sup, err := isolatedWorker(cmd, g, f, isolated, iso, log)
 			if err != nil {
 				return err
 			}
-			defer pipe.Close()
 			f.queues, f.elsewhere = queueList(own), isolated
-			return runEngine(cmd.Context(), g, f, t, func(ctx context.Context, e *engine) error {
-				return runIsolated(ctx, sup, func(ctx context.Context) error {
-					return serveHTTP(ctx, ln, e, g, drain)
-				})
-			})
+			// The worker and serve shut down side by side, each within
+			// its shutdown timeout.
+			return runAlongside(cmd.Context(), sup, serve)
 		},
 	}
 	f.register(cmd)

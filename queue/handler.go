@@ -20,7 +20,9 @@ import (
 // Work runs on a goroutine that the client keeps and may use for later
 // attempts. A handler that locks its OS thread (runtime.LockOSThread) must
 // unlock it before it returns, or lock it on a goroutine of its own, so
-// that no later attempt runs on a thread whose state it changed.
+// that no later attempt runs on a thread whose state it changed; likewise
+// profiler labels set with pprof.SetGoroutineLabels outlive the attempt
+// (pprof.Do restores them).
 type Handler interface {
 	Work(ctx context.Context, job *Job) error
 }

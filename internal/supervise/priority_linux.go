@@ -1,9 +1,14 @@
 package supervise
 
 import (
+	"os"
 	"syscall"
 	"unsafe"
 )
+
+// onMainThread reports whether the calling goroutine runs on the
+// process's main thread (its thread ID is the process ID).
+func onMainThread() bool { return syscall.Gettid() == os.Getpid() }
 
 // schedIdle is Linux's SCHED_IDLE scheduling policy.
 const schedIdle = 5

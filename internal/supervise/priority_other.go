@@ -9,3 +9,6 @@ import "errors"
 func lowerThread(int, bool) error {
 	return errors.New("lowering only the child's priority is supported on Linux")
 }
+
+// onMainThread is false here: lowerThread changes nothing to protect.
+func onMainThread() bool { return false }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,9 +36,14 @@ type Options struct {
 	Args []string
 	// Env is the child's environment (nil: the parent's).
 	Env []string
-	// Stdin is the child's standard input (nil: none). An *os.File is
-	// passed to the child as it is.
-	Stdin io.Reader
+	// StopByStdin stops the child by closing its standard input, a pipe
+	// whose other end only the supervisor holds, instead of sending it
+	// SIGTERM. The child must shut down when its stdin ends; it may then
+	// ignore signals, so that a signal sent to the whole process group
+	// (Ctrl-C in a terminal, a service manager stopping the group) does
+	// not cut its graceful shutdown short. The pipe also closes when the
+	// parent dies, however it dies.
+	StopByStdin bool
 	// Stdout and Stderr receive the child's output (nil: discarded).
 	Stdout, Stderr io.Writer
 	// Nice is the child's nice value, 0 to 19 (Linux only).
@@ -58,6 +64,10 @@ type Options struct {
 	// 1m), and goes back to the minimum once a child has run for
 	// StableAfter (default 1m).
 	MinRestartDelay, MaxRestartDelay, StableAfter time.Duration
+	// FatalExitCodes are exit codes after which the child is not started
+	// again: Run returns an error instead (a usage error, say, which
+	// every restart would repeat).
+	FatalExitCodes []int
 	// Logger receives starts, exits and restarts (nil: discarded).
 	Logger *slog.Logger
 	// Started, if set, is called with each child's process ID once it
@@ -100,94 +110,160 @@ func New(o Options) (*Supervisor, error) {
 }
 
 // Run keeps the child running until ctx is done, then stops it and
-// returns once it has exited. It returns an error only when the child
-// cannot be started at all (the program is missing, say); a child that
-// exits, whatever its status, is logged and started again.
+// returns once it has exited. It returns an error when the child cannot
+// be started the first time (the program is missing, say), or exits with
+// one of FatalExitCodes; a child that exits otherwise, or cannot be
+// started again later, is logged and started again after a delay.
 func (s *Supervisor) Run(ctx context.Context) error {
 	log := s.o.Logger.With("process", s.o.Name)
 	delay := s.o.MinRestartDelay
-	for {
-		cmd, err := s.start()
-		if err != nil {
+	for first := true; ; first = false {
+		c, err := s.start()
+		if err != nil && first {
 			return fmt.Errorf("supervise: start %s: %w", s.o.Name, err)
 		}
-		started := time.Now()
-		log.Info("started", "pid", cmd.Process.Pid, "priority", s.priority()) // not the arguments: they may hold secrets
-		if s.o.Started != nil {
-			s.o.Started(cmd.Process.Pid)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		select {
-		case <-ctx.Done():
-			s.stop(cmd, exited, log)
-			return nil
-		case err := <-exited:
+		if err == nil {
+			started := time.Now()
+			log.Info("started", "pid", c.cmd.Process.Pid, "priority", s.priority()) // not the arguments: they may hold secrets
+			if s.o.Started != nil {
+				s.o.Started(c.cmd.Process.Pid)
+			}
+			exited := make(chan error, 1)
+			go func() { exited <- c.cmd.Wait() }()
+			select {
+			case <-ctx.Done():
+				s.stop(c, exited, log)
+				return nil
+			case err = <-exited:
+				c.closeStdin()
+			}
 			if ctx.Err() != nil {
-				// Stopped by the same signal as the parent (Ctrl-C
-				// reaches the whole process group): no restart.
+				// Stopped by the same signal as the parent: no restart.
 				log.Info("exited while stopping", "status", exitErr(err))
 				return nil
 			}
-			ran := time.Since(started)
-			if ran >= s.o.StableAfter {
+			code := c.cmd.ProcessState.ExitCode()
+			if slices.Contains(s.o.FatalExitCodes, code) {
+				log.Error("exited with a status that a restart would repeat; not starting it again", "status", exitErr(err))
+				return fmt.Errorf("supervise: %s: %s", s.o.Name, exitErr(err))
+			}
+			if time.Since(started) >= s.o.StableAfter {
 				delay = s.o.MinRestartDelay
 			}
-			log.Error("exited; starting it again", "err", exitErr(err), "ran", ran.Round(time.Millisecond).String(), "restart_in", delay.String())
-			t := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return nil
-			case <-t.C:
-			}
-			delay = min(2*delay, s.o.MaxRestartDelay)
+			log.Error("exited; starting it again", "err", exitErr(err), "ran", time.Since(started).Round(time.Millisecond).String(), "restart_in", delay.String())
+		} else {
+			log.Error("cannot start it again; trying later", "err", err, "restart_in", delay.String())
 		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+		delay = min(2*delay, s.o.MaxRestartDelay)
 	}
 }
 
-// stop sends SIGTERM, and SIGKILL if the child is still there after
-// StopTimeout; it returns once the child has exited.
-func (s *Supervisor) stop(cmd *exec.Cmd, exited <-chan error, log *slog.Logger) {
-	log.Info("stopping", "pid", cmd.Process.Pid, "timeout", s.o.StopTimeout.String())
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+// child is a started child process and the supervisor's end of its
+// stdin pipe, if any.
+type child struct {
+	cmd   *exec.Cmd
+	stdin *os.File
+}
+
+func (c *child) closeStdin() {
+	if c.stdin != nil {
+		_ = c.stdin.Close()
+	}
+}
+
+// stop asks the child to stop (closing its stdin with StopByStdin, else
+// SIGTERM), kills it if it is still there after StopTimeout, and returns
+// once it has exited.
+func (s *Supervisor) stop(c *child, exited <-chan error, log *slog.Logger) {
+	log.Info("stopping", "pid", c.cmd.Process.Pid, "timeout", s.o.StopTimeout.String())
+	if s.o.StopByStdin {
+		c.closeStdin()
+	} else {
+		_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	t := time.NewTimer(s.o.StopTimeout)
 	defer t.Stop()
 	select {
 	case err := <-exited:
 		log.Info("stopped", "status", exitErr(err))
 	case <-t.C:
-		_ = cmd.Process.Kill()
+		_ = c.cmd.Process.Kill()
 		err := <-exited
 		log.Warn("killed: it did not stop in time", "status", exitErr(err))
 	}
+	c.closeStdin()
 }
 
 // start starts the child at the configured priority.
-func (s *Supervisor) start() (*exec.Cmd, error) {
+func (s *Supervisor) start() (*child, error) {
 	cmd := exec.Command(s.o.Path, s.o.Args...)
 	cmd.Env = s.o.Env
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.o.Stdin, s.o.Stdout, s.o.Stderr
+	cmd.Stdout, cmd.Stderr = s.o.Stdout, s.o.Stderr
 	if cmd.Stdout == nil {
 		cmd.Stdout = io.Discard
 	}
 	if cmd.Stderr == nil {
 		cmd.Stderr = io.Discard
 	}
-	if s.o.Nice == 0 && !s.o.Idle {
-		return cmd, cmd.Start()
+	c := &child{cmd: cmd}
+	if s.o.StopByStdin {
+		r, w, err := os.Pipe() // close-on-exec: only the child's fd 0 is r
+		if err != nil {
+			return nil, err
+		}
+		cmd.Stdin, c.stdin = r, w
+		defer r.Close() // the child has its own copy once started
 	}
-	// A child inherits the nice value of the thread that forks it: fork
-	// from a thread of our own, lowered, which ends with its goroutine.
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+	if err := s.startAtPriority(cmd); err != nil {
+		c.closeStdin()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startAtPriority starts cmd, lowering the priority of the child alone.
+func (s *Supervisor) startAtPriority(cmd *exec.Cmd) error {
+	if s.o.Nice == 0 && !s.o.Idle {
+		return cmd.Start()
+	}
+	// A child inherits the nice value and policy of the thread that forks
+	// it: fork from a thread of our own, lowered, which ends with its
+	// goroutine (the goroutine never unlocks it).
+	lowerAndStart := func() error {
 		if err := lowerThread(s.o.Nice, s.o.Idle); err != nil {
 			s.o.Logger.Warn("cannot lower the priority of "+s.o.Name+"; it runs at the parent's", "err", err)
 		}
-		done <- cmd.Start()
+		return cmd.Start()
+	}
+	result := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		if !onMainThread() {
+			result <- lowerAndStart()
+			return
+		}
+		// A goroutine that ends locked to the main thread does not end
+		// the thread: the runtime parks it for good, and it would stay
+		// lowered (and the main thread is where the kernel delivers
+		// signals). Hold the main thread here, so that the goroutine
+		// below gets another, and give it back afterwards.
+		inner := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			inner <- lowerAndStart()
+		}()
+		err := <-inner
+		runtime.UnlockOSThread()
+		result <- err
 	}()
-	return cmd, <-done
+	return <-result
 }
 
 // priority describes the child's priority for log lines.

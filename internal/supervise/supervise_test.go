@@ -3,11 +3,11 @@ package supervise
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,13 +18,13 @@ import (
 // behaves as told, and writes what happens to KILN_SUPERVISE_LOG.
 func TestMain(m *testing.M) {
 	if mode := os.Getenv("KILN_SUPERVISE_CHILD"); mode != "" {
-		child(mode, os.Getenv("KILN_SUPERVISE_LOG"))
+		runChild(mode, os.Getenv("KILN_SUPERVISE_LOG"))
 		return
 	}
 	os.Exit(m.Run())
 }
 
-func child(mode, logPath string) {
+func runChild(mode, logPath string) {
 	note := func(s string) {
 		f, err := os.OpenFile(logPath, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
 		if err == nil {
@@ -32,19 +32,29 @@ func child(mode, logPath string) {
 			_ = f.Close()
 		}
 	}
-	note("start")
+	// Signal handling is in place before "start" is written, which is
+	// when the tests start sending signals.
 	switch mode {
 	case "exit":
+		note("start")
 		os.Exit(3)
 	case "run":
 		ch := make(chan os.Signal, 1)
 		signal.Notify(ch, syscall.SIGTERM)
+		note("start")
 		<-ch
 		note("term")
 		os.Exit(0)
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+		note("start")
 		time.Sleep(time.Minute)
+	case "stdin":
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+		note("start")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		note("eof")
+		os.Exit(0)
 	}
 	os.Exit(2)
 }
@@ -141,18 +151,20 @@ func TestRestartsAChildThatExits(t *testing.T) {
 func TestStopsTheChildWithSIGTERM(t *testing.T) {
 	t.Parallel()
 	pids := make(chan int, 1)
-	s, logPath := supervisor(t, "run", Options{Nice: 7, Started: func(pid int) { pids <- pid }})
+	want := 7
+	if n, err := ProcessNice(os.Getpid()); err == nil && n >= want {
+		t.Skipf("the tests run at nice %d: a child at nice %d would not be lower", n, want)
+	}
+	s, logPath := supervisor(t, "run", Options{Nice: want, Started: func(pid int) { pids <- pid }})
 	cancel, wait := run(t, s)
 	pid := recvPID(t, pids)
 	if runtime.GOOS == "linux" {
 		if n, err := ProcessNice(pid); err != nil || n != 7 {
 			t.Errorf("child's nice value %d (%v), want 7", n, err)
 		}
-		// The thread that forked the child ended with its goroutine, or,
-		// if that goroutine ran on the main thread, which never ends, the
-		// runtime parked that thread for good: no thread that runs Go
-		// code has the child's priority.
-		// (It ends just after the fork: wait for that.)
+		// The thread that forked the child ends with its goroutine, just
+		// after the fork, and it is never the main thread: in the end no
+		// thread of the parent has the child's priority.
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			lowered := threadsWith(t, 16, 7)
@@ -223,8 +235,8 @@ func TestNewRejects(t *testing.T) {
 	}
 }
 
-// threadsWith lists the parent's threads, other than the main thread,
-// whose stat field i (see fieldFromStat) is v.
+// threadsWith lists the parent's threads whose stat field i (see
+// fieldFromStat) is v.
 func threadsWith(t *testing.T, i, v int) []string {
 	t.Helper()
 	tasks, err := os.ReadDir("/proc/self/task")
@@ -233,9 +245,6 @@ func threadsWith(t *testing.T, i, v int) []string {
 	}
 	var out []string
 	for _, task := range tasks {
-		if task.Name() == strconv.Itoa(os.Getpid()) {
-			continue
-		}
 		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
 		if err != nil {
 			continue // it exited meanwhile
@@ -275,5 +284,42 @@ func TestIdleChild(t *testing.T) {
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+}
+
+// With StopByStdin the child is stopped by the end of its stdin, and a
+// child that ignores SIGTERM still stops in time.
+func TestStopByStdin(t *testing.T) {
+	t.Parallel()
+	pids := make(chan int, 1)
+	s, logPath := supervisor(t, "stdin", Options{StopByStdin: true, StopTimeout: time.Minute, Started: func(pid int) { pids <- pid }})
+	cancel, wait := run(t, s)
+	pid := recvPID(t, pids)
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM) // ignored, as a supervised kiln worker does
+	cancel()
+	if err := wait(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := readLog(t, logPath); strings.Join(got, " ") != "start eof" {
+		t.Errorf("child log %q, want it started once and saw its stdin end", got)
+	}
+}
+
+// A child that exits with one of FatalExitCodes is not started again.
+func TestFatalExitCode(t *testing.T) {
+	t.Parallel()
+	pids := make(chan int, 10)
+	s, _ := supervisor(t, "exit", Options{FatalExitCodes: []int{3}, MinRestartDelay: 10 * time.Millisecond, Started: func(pid int) { pids <- pid }})
+	_, wait := run(t, s)
+	err := wait()
+	if err == nil || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("Run: %v, want an error with the exit status", err)
+	}
+	if n := len(pids); n != 1 {
+		t.Errorf("started %d times, want once", n)
 	}
 }
