@@ -116,6 +116,7 @@ func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map
 	if err != nil {
 		return nil, fmt.Errorf("--isolate-queues: find this program to start a worker: %w", err)
 	}
+	argv0 := exe
 	if runtime.GOOS == "linux" {
 		// The binary serve runs, even if an upgrade has replaced the file
 		// since: a restarted worker never runs (nor migrates the database
@@ -159,7 +160,7 @@ func isolatedWorker(cmd *cobra.Command, g *globals, f *engineFlags, isolated map
 	log.Info("isolated queues are worked by a kiln worker that serve supervises", "queues", queueList(isolated), "priority", iso.priority,
 		"command", "kiln "+strings.Join(shown, " "), "database", redact(g.resolveDB()))
 	return supervise.New(supervise.Options{
-		Name: "isolated worker (" + queueList(isolated) + ")", Path: exe, Args: args, Env: env,
+		Name: "isolated worker (" + queueList(isolated) + ")", Path: exe, Argv0: argv0, Args: args, Env: env,
 		// The worker ignores signals and stops when its stdin ends, so
 		// that a signal to the whole process group (Ctrl-C, a service
 		// manager) does not cut its shutdown short; the pipe also closes
@@ -202,7 +203,7 @@ func exitOnStdinEOF(ctx context.Context, stdin io.Reader, log *slog.Logger) cont
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		_, _ = io.Copy(io.Discard, stdin)
-		log.Info("stdin closed: the process that started this worker is gone; shutting down")
+		log.Info("stdin closed: serve is stopping this worker, or is gone; shutting down")
 		cancel()
 	}()
 	return ctx

@@ -31,9 +31,11 @@ type Options struct {
 	// Name names the child in log lines ("isolated worker").
 	Name string
 	// Path and Args are the program and its arguments (Args without the
-	// program name).
-	Path string
-	Args []string
+	// program name); Argv0, if set, is the name the child is given in its
+	// argument list, which ps shows (default Path).
+	Path  string
+	Args  []string
+	Argv0 string
 	// Env is the child's environment (nil: the parent's).
 	Env []string
 	// StopByStdin stops the child by closing its standard input, a pipe
@@ -204,6 +206,9 @@ func (s *Supervisor) stop(c *child, exited <-chan error, log *slog.Logger) {
 // start starts the child at the configured priority.
 func (s *Supervisor) start() (*child, error) {
 	cmd := exec.Command(s.o.Path, s.o.Args...)
+	if s.o.Argv0 != "" {
+		cmd.Args[0] = s.o.Argv0
+	}
 	cmd.Env = s.o.Env
 	cmd.Stdout, cmd.Stderr = s.o.Stdout, s.o.Stderr
 	if cmd.Stdout == nil {
