@@ -112,7 +112,10 @@ func testRescueAndFencing(h *harness) {
 	if err != nil || len(applied) != 1 || applied[0] {
 		h.Errorf("stale Finish (retryable): applied %v err %v, want [false]", applied, err)
 	}
-	held, err := h.driver.ExtendLeases(h.ctx, []queue.Lease{stale}, now.Add(time.Hour))
+	// An expiry no heartbeat of the live client would set (it sets now +
+	// leaseDuration, and may do so meanwhile).
+	staleExpiry := now.Add(7 * leaseDuration)
+	held, err := h.driver.ExtendLeases(h.ctx, []queue.Lease{stale}, staleExpiry)
 	if err != nil || len(held) != 1 || held[0] {
 		h.Errorf("stale ExtendLeases: held %v err %v, want [false]", held, err)
 	}
@@ -121,7 +124,8 @@ func testRescueAndFencing(h *harness) {
 	}
 	after := h.get(c, j.ID)
 	if after.State != queue.StateRunning || after.Attempt != 2 || len(after.Errors) != 1 || after.Progress != 0 ||
-		len(after.Result) != 0 || after.LeaseExpiresAt == nil || got.LeaseExpiresAt == nil || !after.LeaseExpiresAt.Equal(*got.LeaseExpiresAt) {
+		len(after.Result) != 0 || after.LeaseToken != got.LeaseToken || after.LeaseExpiresAt == nil ||
+		after.LeaseExpiresAt.Equal(staleExpiry) || got.LeaseExpiresAt == nil || after.LeaseExpiresAt.Before(*got.LeaseExpiresAt) {
 		h.Errorf("stale writes changed the job: %s progress %d result %s lease %v", describe(after), after.Progress, after.Result, after.LeaseExpiresAt)
 	}
 
