@@ -165,24 +165,10 @@ func TestStopsTheChildWithSIGTERM(t *testing.T) {
 		// The thread that forked the child ends with its goroutine, just
 		// after the fork, and it is never the main thread: in the end no
 		// thread of the parent has the child's priority.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			lowered := threadsWith(t, 16, 7)
-			if len(lowered) == 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("threads %v of the parent have the child's nice value 7", lowered)
-				break
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitNoThreadWith(t, 16, want, "the child's nice value")
 	}
 	// Wait for the child to be ready for the signal before sending it.
-	deadline := time.Now().Add(30 * time.Second)
-	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, logPath)
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -202,10 +188,7 @@ func TestKillsAChildThatIgnoresSIGTERM(t *testing.T) {
 	s, logPath := supervisor(t, "ignore-term", Options{StopTimeout: 200 * time.Millisecond, Started: func(pid int) { pids <- pid }})
 	cancel, wait := run(t, s)
 	pid := recvPID(t, pids)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, logPath)
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -269,18 +252,7 @@ func TestIdleChild(t *testing.T) {
 	if p, err := ProcessPolicy(pid); err != nil || p != 5 {
 		t.Errorf("child's policy %d (%v), want 5 (SCHED_IDLE)", p, err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		lowered := threadsWith(t, 38, 5)
-		if len(lowered) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Errorf("threads %v of the parent have the child's policy", lowered)
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitNoThreadWith(t, 38, 5, "the child's policy")
 	cancel()
 	if err := wait(); err != nil {
 		t.Fatalf("Run: %v", err)
@@ -295,10 +267,7 @@ func TestStopByStdin(t *testing.T) {
 	s, logPath := supervisor(t, "stdin", Options{StopByStdin: true, StopTimeout: time.Minute, Started: func(pid int) { pids <- pid }})
 	cancel, wait := run(t, s)
 	pid := recvPID(t, pids)
-	deadline := time.Now().Add(30 * time.Second)
-	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitLogged(t, logPath)
 	_ = syscall.Kill(pid, syscall.SIGTERM) // ignored, as a supervised kiln worker does
 	cancel()
 	if err := wait(); err != nil {
@@ -321,5 +290,34 @@ func TestFatalExitCode(t *testing.T) {
 	}
 	if n := len(pids); n != 1 {
 		t.Errorf("started %d times, want once", n)
+	}
+}
+
+// waitLogged waits, up to 30s, until the child has written its first
+// line: its signal handling is then in place.
+func waitLogged(t *testing.T, logPath string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(readLog(t, logPath)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// waitNoThreadWith waits, up to 30s, until no thread of the parent has v
+// in stat field i (the thread that forked the child ends just after the
+// fork), and fails the test if one still has.
+func waitNoThreadWith(t *testing.T, i, v int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lowered := threadsWith(t, i, v)
+		if len(lowered) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("threads %v of the parent have %s", lowered, what)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
