@@ -1,5 +1,18 @@
 # Helpers shared by the benchmark scripts; source it from bash.
 
+# usage prints the calling script's header comment, from its second line
+# to the line before "set -euo".
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+# require TOOL...: exits unless every TOOL is on the PATH.
+require() {
+	local c
+	for c in "$@"; do command -v "$c" >/dev/null || { echo "$c not found" >&2; exit 1; }; done
+}
+
+# cpu_model prints the CPU's model name.
+cpu_model() { awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo; }
+
 # descendants PID prints PID and all its descendants.
 descendants() {
 	local c

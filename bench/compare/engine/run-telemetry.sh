@@ -18,6 +18,10 @@
 # Usage: run-telemetry.sh [--rounds 7] [--jobs 50000] [--workers 100]
 #          [--sample 0.1] [--pause 5] [--out FILE]
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+compare=$(cd "$here/.." && pwd)
+repo=$(cd "$compare/../.." && pwd)
+. "$compare/lib.sh"
 
 ROUNDS=${ROUNDS:-7}
 JOBS=${JOBS:-50000}
@@ -28,7 +32,6 @@ SINK_ADDR=${SINK_ADDR:-127.0.0.1:19999}
 BIN=${BIN:-/tmp/kiln-engine-bench}
 OUT=${OUT:-}
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
 	case $1 in
@@ -43,11 +46,7 @@ while (($#)); do
 	esac
 done
 
-here=$(cd "$(dirname "$0")" && pwd)
-compare=$(cd "$here/.." && pwd)
-repo=$(cd "$compare/../.." && pwd)
-. "$compare/lib.sh"
-for c in curl jq go; do command -v "$c" >/dev/null || { echo "$c not found" >&2; exit 1; }; done
+require curl jq go
 
 mkdir -p "$BIN"
 OUT=${OUT:-$BIN/runs-$(date +%Y%m%dT%H%M%S).jsonl}
@@ -67,7 +66,7 @@ done
 trap 'exit 130' INT TERM
 
 first=$(($( (cat "$OUT" 2>/dev/null || true) | wc -l) + 1)) # this invocation's first line of OUT
-jq -nc --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" --argjson nproc "$(nproc)" \
+jq -nc --arg cpu "$(cpu_model)" --argjson nproc "$(nproc)" \
 	--arg go "$(go version | cut -d' ' -f3)" --arg kiln "$(git -C "$repo" rev-parse --short HEAD)" \
 	--argjson jobs "$JOBS" --argjson workers "$WORKERS" --arg sample "$SAMPLE" \
 	'{machine: {cpu: $cpu, nproc: $nproc}, versions: {go: $go, kiln_commit: $kiln}, jobs: $jobs, workers: $workers, sample: ($sample | tonumber)}' |

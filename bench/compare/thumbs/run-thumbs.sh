@@ -29,6 +29,10 @@
 #          [--isolate-priorities idle,10]
 #          [--out FILE]
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+compare=$(cd "$here/.." && pwd)
+repo=$(cd "$compare/../.." && pwd)
+. "$compare/lib.sh"
 
 PARTS=${PARTS:-throughput,api}
 ROUNDS=${ROUNDS:-3}
@@ -47,7 +51,6 @@ PORT=${PORT:-18291}
 MAX_LOAD=${MAX_LOAD:-1.0} # wait before a run while the 1-minute load is above this
 MAX_WAIT=${MAX_WAIT:-120} # ... but at most this many seconds
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
 	case $1 in
@@ -67,11 +70,7 @@ while (($#)); do
 	esac
 done
 
-here=$(cd "$(dirname "$0")" && pwd)
-compare=$(cd "$here/.." && pwd)
-repo=$(cd "$compare/../.." && pwd)
-. "$compare/lib.sh"
-for c in curl jq go; do command -v "$c" >/dev/null || { echo "$c not found" >&2; exit 1; }; done
+require curl jq go
 
 mkdir -p "$BIN"
 WORK=$(mktemp -d "$BIN/run-XXXXXX")
@@ -141,7 +140,7 @@ stop_server
 procs=$(nproc)
 
 first=$(($( (cat "$OUT" 2>/dev/null || true) | wc -l) + 1)) # this invocation's first line of OUT
-jq -nc --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" --argjson nproc "$procs" \
+jq -nc --arg cpu "$(cpu_model)" --argjson nproc "$procs" \
 	--arg go "$(go version | cut -d' ' -f3)" --arg kiln "$(git -C "$repo" rev-parse --short HEAD)" \
 	--argjson photo_bytes "$(stat -c %s "$photo")" \
 	'{machine: {cpu: $cpu, nproc: $nproc}, versions: {go: $go, kiln_commit: $kiln}, photo: {width: 4000, height: 3000, bytes: $photo_bytes}}' |

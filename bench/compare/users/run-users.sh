@@ -25,6 +25,10 @@
 #          [--duration 10s] [--threads 2] [--connections 64] [--warmup 3s]
 #          [--users 10000] [--db URL] [--out FILE] [--keep-schema]
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+compare=$(cd "$here/.." && pwd)
+repo=$(cd "$compare/../.." && pwd)
+. "$compare/lib.sh"
 
 SYSTEMS=${SYSTEMS:-kiln,bare,express}
 ROUNDS=${ROUNDS:-3}
@@ -42,7 +46,6 @@ MAX_WAIT=${MAX_WAIT:-120} # ... but at most this many seconds
 KEEP_SCHEMA=0
 PORT_BASE=${PORT_BASE:-18090}
 
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
 
 while (($#)); do
 	case $1 in
@@ -61,10 +64,6 @@ while (($#)); do
 	esac
 done
 
-here=$(cd "$(dirname "$0")" && pwd)
-compare=$(cd "$here/.." && pwd)
-repo=$(cd "$compare/../.." && pwd)
-. "$compare/lib.sh"
 IFS=, read -r -a systems <<<"$SYSTEMS"
 has() { [[ ",$SYSTEMS," == *",$1,"* ]]; }
 for s in "${systems[@]}"; do
@@ -157,7 +156,7 @@ if has kiln || has kiln-warn || has kiln-off || has kiln-otel || has kiln-otel-a
 fi
 
 # Machine and versions, once.
-jq -nc --arg cpu "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" \
+jq -nc --arg cpu "$(cpu_model)" \
 	--argjson nproc "$(nproc)" --arg kernel "$(uname -r)" \
 	--arg go "$(go version | cut -d' ' -f3)" --arg node "$(node --version 2>/dev/null || echo none)" \
 	--arg wrk "$(wrk -v 2>&1 | head -n1 | cut -d' ' -f1-2)" \
