@@ -103,6 +103,7 @@ func New(cfg Config) (*App, error) {
 	}
 	hc := httpapi.Config{
 		Jobs:        cfg.Jobs,
+		DB:          db,
 		Logger:      cfg.Logger,
 		BodyLimit:   cfg.BodyLimit,
 		Idempotency: a.Idempotency.Middleware,

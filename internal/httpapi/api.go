@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/cpupool"
+	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -20,6 +21,7 @@ import (
 // it.
 type Jobs interface {
 	Insert(ctx context.Context, p queue.InsertParams) (queue.InsertResult, error)
+	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
 	ValidateInsert(p queue.InsertParams) error
 	Get(ctx context.Context, id int64) (*queue.Job, error)
 	List(ctx context.Context, p queue.ListParams) ([]*queue.Job, error)
@@ -42,7 +44,11 @@ const Prefix = "/api/v1"
 
 // Config configures an [API].
 type Config struct {
-	Jobs   Jobs
+	Jobs Jobs
+	// DB, if set, is the database the engine's tables are in: POST
+	// /api/v1/jobs then inserts in a transaction of it that also records
+	// the job for the request's Idempotency-Key (see database.Once).
+	DB     *database.DB
 	Logger *slog.Logger
 	// BodyLimit caps request bodies (default [DefaultBodyLimit]).
 	BodyLimit int64
@@ -79,6 +85,7 @@ type Observer interface {
 // API is the HTTP API as an http.Handler.
 type API struct {
 	jobs     Jobs
+	db       *database.DB
 	cpu      *cpupool.Pool
 	log      *slog.Logger
 	auth     Authenticator
@@ -105,7 +112,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.CPU == nil {
 		cfg.CPU = cpupool.Default()
 	}
-	a := &API{jobs: cfg.Jobs, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux(), bodyLimit: cfg.BodyLimit}
+	a := &API{jobs: cfg.Jobs, db: cfg.DB, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux(), bodyLimit: cfg.BodyLimit}
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(openAPIDoc))
 	dec.UseNumber()

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -231,19 +233,48 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	res, err := a.jobs.Insert(r.Context(), p)
+	out, err := a.insertJob(r.Context(), p)
 	if err != nil {
 		WriteError(w, r, err)
 		return
 	}
-	out := toJob(res.Job)
-	if res.Duplicate {
-		out.Duplicate = true
+	if out.Duplicate {
 		WriteJSON(w, r, http.StatusOK, out)
 		return
 	}
-	w.Header().Set("Location", fmt.Sprintf("%s/jobs/%d", Prefix, res.Job.ID))
+	w.Header().Set("Location", fmt.Sprintf("%s/jobs/%d", Prefix, out.ID))
 	WriteJSON(w, r, http.StatusCreated, out)
+}
+
+// insertJob inserts the job of p. For a request with an Idempotency-Key,
+// given a database ([Config.DB]), it does so in a transaction that also
+// records the job for the key ([database.Once]), so that a repeat after a
+// crash gets this job instead of a second one. (Insert, used otherwise,
+// also wakes this process's workers at once and emits the inserted
+// event, which a transaction's insert cannot.)
+func (a *API) insertJob(ctx context.Context, p queue.InsertParams) (jobResponse, error) {
+	toResponse := func(res queue.InsertResult) jobResponse {
+		out := toJob(res.Job)
+		out.Duplicate = res.Duplicate
+		return out
+	}
+	if a.db == nil || !database.Keyed(ctx) {
+		res, err := a.jobs.Insert(ctx, p)
+		if err != nil {
+			return jobResponse{}, err
+		}
+		return toResponse(res), nil
+	}
+	return database.Once(ctx, a.db, func(tx *sql.Tx) (jobResponse, error) {
+		res, err := a.jobs.InsertTx(ctx, tx, p)
+		if err != nil {
+			return jobResponse{}, err
+		}
+		if len(res) != 1 || res[0].Job == nil {
+			return jobResponse{}, fmt.Errorf("insert job: the engine returned %d results", len(res))
+		}
+		return toResponse(res[0]), nil
+	})
 }
 
 func (a *API) getJob(w http.ResponseWriter, r *http.Request) {

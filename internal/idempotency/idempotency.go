@@ -56,6 +56,10 @@ type Options struct {
 	// PruneBatch is how many records one DELETE of [Store.Prune] removes
 	// at most (default [DefaultPruneBatch]).
 	PruneBatch int
+	// SpoolDir is where the body of a keyed request larger than
+	// [bufferLimit] (an upload) is kept while the request is served
+	// (default: os.TempDir(), which honours TMPDIR).
+	SpoolDir string
 	// Logger reports failures of [Store.Run] (default: discard).
 	Logger *slog.Logger
 }

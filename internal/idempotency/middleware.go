@@ -3,17 +3,22 @@ package idempotency
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/crashpoint"
+	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/httpapi"
 )
+
+// CrashBeforeStore is the crash point (see package crashpoint) between a
+// keyed request's handler, whose work has committed, and the storing of
+// its response.
+const CrashBeforeStore = "idempotency.before-store"
 
 // finishTimeout bounds storing or releasing a record after the handler
 // ran; it does not depend on the client still being connected.
@@ -24,7 +29,16 @@ const finishTimeout = 10 * time.Second
 //
 // The first request with a key reserves it, runs next with its response
 // buffered, and stores a 2xx, 3xx or 4xx response for [Options.TTL]
-// before sending it. A 5xx, a panic, or a response larger than
+// before sending it. next's context carries the key as a
+// [database.OnceKey]: a handler whose work goes through [database.Once]
+// records its outcome in the transaction of the work, and should the
+// process die before the response is stored, a repeat of the request
+// (once the lock of [Options.LockTimeout], or of a few seconds after the
+// commit, has run out) runs next again with that outcome, which Once
+// returns instead of doing the work again. The request body is read whole
+// first, to fingerprint it: up to [bufferLimit] in memory, beyond that
+// into a temporary file in [Options.SpoolDir], so that a keyed upload is
+// never held in memory. A 5xx, a panic, or a response larger than
 // [Options.MaxBody] (or one the handler flushes) releases the key so that
 // the client may retry. A repeat of the same request (same method, route,
 // path, query and body) gets the stored response with
@@ -50,25 +64,17 @@ func (s *Store) Middleware(next http.Handler) http.Handler {
 			})
 			return
 		}
-		var body []byte
-		if r.Body != nil {
-			body, err = io.ReadAll(r.Body)
-			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeTooLarge, "the request body is larger than %d bytes", mbe.Limit))
-					return
-				}
-				httpapi.WriteError(w, r, &httpapi.Error{Code: httpapi.CodeInvalid, Message: "could not read the request body", Err: err})
-				return
-			}
-			r.Body = io.NopCloser(bytes.NewReader(body))
+		hash, cleanup, err := s.fingerprint(r)
+		if err != nil {
+			httpapi.WriteError(w, r, err)
+			return
 		}
+		defer cleanup()
 		var principal string
 		if p, ok := httpapi.PrincipalFrom(r.Context()); ok {
 			principal = p.TokenID
 		}
-		out, res, rec, err := s.begin(r.Context(), principal, key, fingerprint(r, body))
+		out, res, rec, err := s.begin(r.Context(), principal, key, hash)
 		if err != nil {
 			httpapi.WriteError(w, r, err)
 			return
@@ -113,8 +119,15 @@ func (s *Store) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 			log.Error("release idempotency key after a panic", "err", err)
 		}
 	}()
-	next.ServeHTTP(cw, r)
+	if res.work != nil {
+		// An earlier attempt of this request committed its work and died
+		// before its response was stored: the handler returns that work
+		// (database.Once) and the response says it is a replay.
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	next.ServeHTTP(cw, r.WithContext(database.WithOnce(r.Context(), &holder{s: s, res: res})))
 	returned = true
+	crashpoint.Hit(CrashBeforeStore)
 
 	status := cw.status
 	if status == 0 {

@@ -44,6 +44,7 @@ func (c *clock) Advance(d time.Duration) {
 
 // probe is a module of POST routes that count their calls.
 type probe struct {
+	db      *database.DB // for /probe/work
 	calls   atomic.Int64
 	entered chan int64    // receives the call number of a blocked call
 	release chan struct{} // unblocks the first call of /probe/block
@@ -60,6 +61,8 @@ func (p *probe) Routes() []httpapi.Route {
 		{Pattern: "POST /api/v1/probe/big", Handler: p.big},
 		{Pattern: "POST /api/v1/probe/flush", Handler: p.flush},
 		{Pattern: "POST /api/v1/probe/block", Handler: p.block},
+		{Pattern: "POST /api/v1/probe/work", Handler: p.work},
+		{Pattern: "POST /api/v1/probe/upload", Handler: p.upload, BodyLimit: 1 << 30},
 	}
 }
 
@@ -152,8 +155,9 @@ func newInstance(t *testing.T, e *dbtest.Env, s setup) *instance {
 	w := queue.NewWorkers()
 	w.HandleFunc("noop", func(context.Context, *queue.Job) error { return nil })
 	in := &instance{t: t, env: e, jobs: e.Client(t, queue.Config{Workers: w}, false), store: NewStore(e.DB, s.opts), probe: newProbe()}
+	in.probe.db = e.DB
 	api, err := httpapi.New(httpapi.Config{
-		Jobs: in.jobs, Auth: s.auth, BodyLimit: s.bodyLimit,
+		Jobs: in.jobs, DB: e.DB, Auth: s.auth, BodyLimit: s.bodyLimit,
 		Idempotency: in.store.Middleware, Modules: []httpapi.Module{in.probe},
 	})
 	if err != nil {

@@ -3,9 +3,11 @@ package idempotency
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"net/http"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/kilnhq/kiln/internal/httpapi"
 )
 
 // outcome is what a request with a key must do.
@@ -60,16 +62,30 @@ func (s *Store) begin(ctx context.Context, principal, key string, hash []byte) (
 	return busy, reservation{}, record{}, nil
 }
 
-// fingerprint identifies a request for a key: SHA-256 over its method,
-// the route pattern that matched, its path and query, and its body, each
-// prefixed with its length so that no two requests share an encoding.
-func fingerprint(r *http.Request, body []byte) []byte {
-	h := sha256.New()
-	var n [8]byte
-	for _, part := range [][]byte{[]byte(r.Method), []byte(r.Pattern), []byte(r.URL.Path), []byte(r.URL.RawQuery), body} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		h.Write(n[:])
-		h.Write(part)
-	}
-	return h.Sum(nil)
+// committedLock is how long a request whose work has committed keeps its
+// key locked while its response is made and stored. A repeat of the
+// request after that takes the key over and returns the committed work
+// (the holder died, or is slow; either way the work is not done again).
+const committedLock = 5 * time.Second
+
+// errKeyLost is the answer to a request that commits its work after a
+// repeat took its key over: the work is rolled back, so that it is done
+// once, by the holder.
+var errKeyLost = &httpapi.Error{
+	Code:    httpapi.CodeConflict,
+	Message: fmt.Sprintf("this request ran longer than its %s is held and a repeat of it took the key over, so its work was not done; send the request again with the same key to get the outcome", Header),
+}
+
+// holder is the [database.OnceKey] of a request that holds its key.
+type holder struct {
+	s   *Store
+	res reservation
+}
+
+// Committed returns the work an earlier attempt of the request committed.
+func (h *holder) Committed() ([]byte, bool) { return h.res.work, h.res.work != nil }
+
+// Commit records the request's work in tx.
+func (h *holder) Commit(ctx context.Context, tx *sql.Tx, outcome []byte) error {
+	return h.s.commitWork(ctx, tx, h.res, outcome)
 }

@@ -31,25 +31,32 @@ type record struct {
 
 // reservation names the record a request holds. createdAt tells this
 // holder from a later one that took the key over, so that a request whose
-// lock expired cannot overwrite or delete its successor's record.
+// lock expired cannot overwrite or delete its successor's record. work is
+// the outcome an earlier holder of the same request committed (see
+// [database.Once]); nil when none did.
 type reservation struct {
 	principal string
 	key       string
 	createdAt time.Time
+	work      []byte
 }
 
 // reserveQuery inserts a running record, or takes over one that has
 // expired or whose holder's lock ran out while serving the same request.
-// It affects no row when the key is held or done.
+// A takeover keeps the work an earlier holder of the same request
+// committed, and returns it; an expired record starts anew. It returns no
+// row when the key is held or done.
 const reserveQuery = `INSERT INTO idempotency_keys
-	(principal, key, request_hash, state, status, headers, body, created_at, locked_until, expires_at)
-VALUES (?, ?, ?, 'running', 0, '{}', NULL, ?, ?, ?)
+	(principal, key, request_hash, state, status, headers, body, work, created_at, locked_until, expires_at)
+VALUES (?, ?, ?, 'running', 0, '{}', NULL, NULL, ?, ?, ?)
 ON CONFLICT (principal, key) DO UPDATE SET
 	request_hash = excluded.request_hash, state = 'running', status = 0, headers = '{}', body = NULL,
+	work = CASE WHEN idempotency_keys.expires_at <= ? THEN NULL ELSE idempotency_keys.work END,
 	created_at = excluded.created_at, locked_until = excluded.locked_until, expires_at = excluded.expires_at
 WHERE idempotency_keys.expires_at <= ?
 	OR (idempotency_keys.state = 'running' AND idempotency_keys.locked_until <= ?
-		AND idempotency_keys.request_hash = excluded.request_hash)`
+		AND idempotency_keys.request_hash = excluded.request_hash)
+RETURNING work`
 
 // reserve tries to take the key for a request with fingerprint hash at
 // now; ok is false when another record holds it.
@@ -59,16 +66,39 @@ func (s *Store) reserve(ctx context.Context, principal, key string, hash []byte,
 	if exp.Before(lock) {
 		exp = lock
 	}
-	r, err := s.db.W.ExecContext(ctx, s.db.Rebind(reserveQuery),
-		principal, key, hash, s.db.Time(now), s.db.Time(lock), s.db.Time(exp), s.db.Time(now), s.db.Time(now))
+	var work []byte
+	t := s.db.Time(now)
+	err = s.db.W.QueryRowContext(ctx, s.db.Rebind(reserveQuery),
+		principal, key, hash, t, s.db.Time(lock), s.db.Time(exp), t, t, t).Scan(&work)
+	if errors.Is(err, sql.ErrNoRows) {
+		return reservation{}, false, nil
+	}
 	if err != nil {
 		return reservation{}, false, fmt.Errorf("reserve idempotency key: %w", err)
+	}
+	return reservation{principal: principal, key: key, createdAt: now, work: work}, true, nil
+}
+
+// commitWork records outcome, the result of the work of the request
+// holding res, in tx, the transaction that does the work, and keeps the
+// key locked for [committedLock] more while the response is made. It
+// fails with a conflict when the request no longer holds the key, or
+// already committed its work.
+func (s *Store) commitWork(ctx context.Context, tx *sql.Tx, res reservation, outcome []byte) error {
+	r, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE idempotency_keys SET work = ?, locked_until = ?
+WHERE principal = ? AND key = ? AND created_at = ? AND state = 'running' AND work IS NULL`),
+		outcome, s.db.Time(s.now().Add(committedLock)), res.principal, res.key, s.db.Time(res.createdAt))
+	if err != nil {
+		return fmt.Errorf("record the outcome for the idempotency key: %w", err)
 	}
 	n, err := r.RowsAffected()
 	if err != nil {
-		return reservation{}, false, fmt.Errorf("reserve idempotency key: %w", err)
+		return fmt.Errorf("record the outcome for the idempotency key: %w", err)
 	}
-	return reservation{principal: principal, key: key, createdAt: now}, n == 1, nil
+	if n == 0 {
+		return errKeyLost
+	}
+	return nil
 }
 
 // lookup reads the record of (principal, key); found is false when there
@@ -117,10 +147,11 @@ WHERE principal = ? AND key = ? AND created_at = ? AND state = 'running'`),
 }
 
 // release deletes the running record res holds, so that the client may
-// retry with the same key.
+// retry with the same key. A record whose work committed is kept: a retry
+// must return that work, not do it again.
 func (s *Store) release(ctx context.Context, res reservation) error {
 	_, err := s.db.W.ExecContext(ctx, s.db.Rebind(`DELETE FROM idempotency_keys
-WHERE principal = ? AND key = ? AND created_at = ? AND state = 'running'`),
+WHERE principal = ? AND key = ? AND created_at = ? AND state = 'running' AND work IS NULL`),
 		res.principal, res.key, s.db.Time(res.createdAt))
 	if err != nil {
 		return fmt.Errorf("release idempotency key: %w", err)

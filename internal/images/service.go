@@ -324,6 +324,11 @@ func (s *Service) Upload(ctx context.Context, filename string, sizes []int, r io
 			return Image{}, fmt.Errorf("sizes: %w", err)
 		}
 	}
+	// A repeat of a keyed upload whose image was created gets that image;
+	// the upload is not stored again.
+	if img, ok, err := database.Recorded[Image](ctx); ok || err != nil {
+		return img, err
+	}
 	b, err := s.storeOriginal(ctx, r)
 	if err != nil {
 		return Image{}, err
@@ -387,24 +392,25 @@ func (s *Service) create(ctx context.Context, b blobs.Blob, filename string, siz
 		Filename: filename, ContentType: b.ContentType, Size: b.Size, BlobID: b.ID,
 		Sizes: sizes, Status: StatusPending, CreatedAt: s.opts.Now().UTC().Truncate(time.Microsecond),
 	}
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	img, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Image, error) {
+		img := img
 		id, err := s.st.insert(ctx, tx, img)
 		if err != nil {
-			return err
+			return Image{}, err
 		}
 		args, err := json.Marshal(thumbnailArgs{ImageID: id})
 		if err != nil {
-			return fmt.Errorf("encode job arguments: %w", err)
+			return Image{}, fmt.Errorf("encode job arguments: %w", err)
 		}
 		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
 		if err != nil {
-			return fmt.Errorf("enqueue %s for image %d: %w", KindThumbnail, id, err)
+			return Image{}, fmt.Errorf("enqueue %s for image %d: %w", KindThumbnail, id, err)
 		}
 		if len(res) != 1 || res[0].Job == nil {
-			return fmt.Errorf("enqueue %s for image %d: the engine returned %d results", KindThumbnail, id, len(res))
+			return Image{}, fmt.Errorf("enqueue %s for image %d: the engine returned %d results", KindThumbnail, id, len(res))
 		}
 		img.ID, img.JobID = id, res[0].Job.ID
-		return s.st.setJob(ctx, tx, id, img.JobID)
+		return img, s.st.setJob(ctx, tx, id, img.JobID)
 	})
 	if err != nil {
 		return Image{}, fmt.Errorf("images: create: %w", err)

@@ -154,24 +154,23 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	}
 	now := s.timestamp()
 	o.Status, o.CreatedAt, o.UpdatedAt = StatusPending, now, now
-	var jobID int64
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	c, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Created, error) {
+		o := o
 		if err := s.store.Insert(ctx, tx, &o); err != nil {
-			return err
+			return Created{}, err
 		}
 		args, err := json.Marshal(ConfirmArgs{OrderID: o.ID})
 		if err != nil {
-			return fmt.Errorf("encode %s args: %w", KindConfirm, err)
+			return Created{}, fmt.Errorf("encode %s args: %w", KindConfirm, err)
 		}
 		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindConfirm, Args: args})
 		if err != nil {
-			return fmt.Errorf("enqueue %s job: %w", KindConfirm, err)
+			return Created{}, fmt.Errorf("enqueue %s job: %w", KindConfirm, err)
 		}
 		if len(res) != 1 || res[0].Job == nil {
-			return fmt.Errorf("enqueue %s job: the engine returned %d results", KindConfirm, len(res))
+			return Created{}, fmt.Errorf("enqueue %s job: the engine returned %d results", KindConfirm, len(res))
 		}
-		jobID = res[0].Job.ID
-		return nil
+		return Created{Order: o, ConfirmJobID: res[0].Job.ID}, nil
 	})
 	if err != nil {
 		if errors.Is(err, ErrUnknownUser) {
@@ -179,7 +178,7 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		}
 		return Created{}, fmt.Errorf("create order: %w", err)
 	}
-	return Created{Order: o, ConfirmJobID: jobID}, nil
+	return c, nil
 }
 
 // Get returns order id; a missing order is [ErrNotFound] (wrapped).

@@ -234,25 +234,24 @@ func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
 		return Created{}, fmt.Errorf("encode report parameters: %w", err)
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	var c Created
-	err = s.db.InTx(ctx, func(tx *sql.Tx) error {
+	c, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Created, error) {
 		id, err := s.st.insert(ctx, tx, p.Kind, params, now)
 		if err != nil {
-			return err
+			return Created{}, err
 		}
 		args, err := json.Marshal(generateArgs{ReportID: id})
 		if err != nil {
-			return fmt.Errorf("encode job arguments: %w", err)
+			return Created{}, fmt.Errorf("encode job arguments: %w", err)
 		}
 		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindGenerate, Args: args})
 		if err != nil {
-			return fmt.Errorf("enqueue %s for report %d: %w", KindGenerate, id, err)
+			return Created{}, fmt.Errorf("enqueue %s for report %d: %w", KindGenerate, id, err)
 		}
 		if len(res) != 1 || res[0].Job == nil {
-			return fmt.Errorf("enqueue %s for report %d: the engine returned %d results", KindGenerate, id, len(res))
+			return Created{}, fmt.Errorf("enqueue %s for report %d: the engine returned %d results", KindGenerate, id, len(res))
 		}
-		c = Created{ReportID: id, JobID: res[0].Job.ID}
-		return s.st.setJob(ctx, tx, id, c.JobID)
+		c := Created{ReportID: id, JobID: res[0].Job.ID}
+		return c, s.st.setJob(ctx, tx, id, c.JobID)
 	})
 	if err != nil {
 		return Created{}, fmt.Errorf("create report: %w", err)

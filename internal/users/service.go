@@ -4,12 +4,15 @@ package users
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/mail"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kilnhq/kiln/internal/database"
 )
 
 // Limits on user fields.
@@ -104,8 +107,12 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (User, error) {
 		return User{}, err
 	}
 	now := s.timestamp()
-	u := User{Email: in.Email, Name: in.Name, CreatedAt: now, UpdatedAt: now}
-	if err := s.store.Insert(ctx, &u); err != nil {
+	u, err := database.Once(ctx, s.store.db, func(tx *sql.Tx) (User, error) {
+		u := User{Email: in.Email, Name: in.Name, CreatedAt: now, UpdatedAt: now}
+		err := s.store.Insert(ctx, tx, &u)
+		return u, err
+	})
+	if err != nil {
 		return User{}, fmt.Errorf("create user: %w", err)
 	}
 	return u, nil

@@ -74,8 +74,8 @@ func (s *Store) Get(ctx context.Context, id int64) (User, error) {
 
 // Insert stores u (its email, name and times) and sets u.ID. A taken
 // email is an error wrapping [ErrEmailTaken].
-func (s *Store) Insert(ctx context.Context, u *User) error {
-	err := s.db.W.QueryRowContext(ctx, s.qInsert, u.Email, u.Name, s.db.Time(u.CreatedAt), s.db.Time(u.UpdatedAt)).Scan(&u.ID)
+func (s *Store) Insert(ctx context.Context, q database.Querier, u *User) error {
+	err := q.QueryRowContext(ctx, s.qInsert, u.Email, u.Name, s.db.Time(u.CreatedAt), s.db.Time(u.UpdatedAt)).Scan(&u.ID)
 	if err != nil {
 		if database.IsUniqueViolation(err) {
 			return fmt.Errorf("insert user: %w", ErrEmailTaken)

@@ -190,21 +190,14 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	b, err := h.s.blobs.PutLimit(r.Context(), ct, r.Body, h.maxUpload)
+	v, err := h.s.Upload(r.Context(), ct, r.Body, h.maxUpload, p.filename, p.atMS, p.width)
 	if err != nil {
-		if errors.Is(err, blobs.ErrTooLarge) {
+		switch {
+		case errors.Is(err, blobs.ErrTooLarge):
 			err = httpapi.Errorf(httpapi.CodeTooLarge, "the video is over the upload limit of %d bytes", h.maxUpload)
+		case errors.Is(err, ErrEmpty):
+			err = httpapi.Errorf(httpapi.CodeInvalid, "the body is empty; send the video as the request body")
 		}
-		writeError(w, r, err)
-		return
-	}
-	if b.Size == 0 {
-		_ = h.s.blobs.Delete(r.Context(), b.ID)
-		httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeInvalid, "the body is empty; send the video as the request body"))
-		return
-	}
-	v, err := h.s.Create(r.Context(), b, p.filename, p.atMS, p.width)
-	if err != nil {
 		writeError(w, r, err)
 		return
 	}

@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/kilnhq/kiln/internal/blobs"
@@ -49,6 +50,8 @@ var (
 	ErrNotFound = errors.New("video not found")
 	// ErrNotReady means the video's thumbnail is not made (yet).
 	ErrNotReady = errors.New("thumbnail not ready")
+	// ErrEmpty means an upload had no content.
+	ErrEmpty = errors.New("the video is empty")
 )
 
 // Jobs is what the service needs of the job engine; *queue.Client
@@ -123,30 +126,53 @@ func (s *Service) Available() error {
 	return s.jobs.ValidateInsert(queue.InsertParams{Kind: KindThumbnail, Args: json.RawMessage(`{"video_id":1}`)})
 }
 
+// Upload stores body, of the given content type and at most maxSize
+// bytes, as a new blob and creates the video on it ([Service.Create]).
+// A repeat of a keyed request whose video was created gets that video;
+// the body is not stored again. Errors: blobs.ErrTooLarge, [ErrEmpty]
+// (wrapped), and those of Create.
+func (s *Service) Upload(ctx context.Context, contentType string, body io.Reader, maxSize int64, filename string, atMS int64, width int) (Video, error) {
+	if v, ok, err := database.Recorded[Video](ctx); ok || err != nil {
+		return v, err
+	}
+	b, err := s.blobs.PutLimit(ctx, contentType, body, maxSize)
+	if err != nil {
+		return Video{}, fmt.Errorf("store the video: %w", err)
+	}
+	if b.Size == 0 {
+		if err := s.blobs.Delete(context.WithoutCancel(ctx), b.ID); err != nil {
+			return Video{}, errors.Join(ErrEmpty, fmt.Errorf("delete the empty upload: %w", err))
+		}
+		return Video{}, ErrEmpty
+	}
+	return s.Create(ctx, b, filename, atMS, width)
+}
+
 // Create records the video whose content is the complete blob b and
 // enqueues its thumbnail job, in one transaction. If that fails, the
 // blob is deleted.
 func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atMS int64, width int) (Video, error) {
 	v := Video{BlobID: b.ID, Filename: filename, AtMS: atMS, Width: width, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+	v, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Video, error) {
+		v := v
 		id, err := s.st.insert(ctx, tx, v)
 		if err != nil {
-			return err
+			return Video{}, err
 		}
 		v.ID = id
 		args, err := json.Marshal(thumbnailArgs{VideoID: id})
 		if err != nil {
-			return fmt.Errorf("encode job arguments: %w", err)
+			return Video{}, fmt.Errorf("encode job arguments: %w", err)
 		}
 		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
 		if err != nil {
-			return fmt.Errorf("enqueue %s for video %d: %w", KindThumbnail, id, err)
+			return Video{}, fmt.Errorf("enqueue %s for video %d: %w", KindThumbnail, id, err)
 		}
 		if len(res) != 1 || res[0].Job == nil {
-			return fmt.Errorf("enqueue %s for video %d: the engine returned %d results", KindThumbnail, id, len(res))
+			return Video{}, fmt.Errorf("enqueue %s for video %d: the engine returned %d results", KindThumbnail, id, len(res))
 		}
 		v.JobID = res[0].Job.ID
-		return s.st.setJob(ctx, tx, id, v.JobID)
+		return v, s.st.setJob(ctx, tx, id, v.JobID)
 	})
 	if err != nil {
 		if derr := s.blobs.Delete(context.WithoutCancel(ctx), b.ID); derr != nil && !errors.Is(derr, blobs.ErrNotFound) {

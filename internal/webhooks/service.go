@@ -67,11 +67,11 @@ func (s *Service) CreateEndpoint(ctx context.Context, in EndpointInput) (Endpoin
 	if err != nil {
 		return Endpoint{}, err
 	}
-	e := Endpoint{URL: u, Description: in.Description, Secret: secret, CreatedAt: s.timestamp()}
-	if err := s.st.insertEndpoint(ctx, &e); err != nil {
-		return Endpoint{}, err
-	}
-	return e, nil
+	return database.Once(ctx, s.db, func(tx *sql.Tx) (Endpoint, error) {
+		e := Endpoint{URL: u, Description: in.Description, Secret: secret, CreatedAt: s.timestamp()}
+		err := s.st.insertEndpoint(ctx, tx, &e)
+		return e, err
+	})
 }
 
 // Endpoint returns endpoint id ([ErrNotFound] if there is none).
@@ -119,16 +119,9 @@ func (a *deliverArgs) Validate() error {
 // endpoint endpointID and enqueues its job, in one transaction. Errors:
 // *[ValidationError], [ErrNotFound] for the endpoint.
 func (s *Service) Deliver(ctx context.Context, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
-	var d Delivery
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		d, err = s.Enqueue(ctx, tx, endpointID, event, payload)
-		return err
+	return database.Once(ctx, s.db, func(tx *sql.Tx) (Delivery, error) {
+		return s.Enqueue(ctx, tx, endpointID, event, payload)
 	})
-	if err != nil {
-		return Delivery{}, err
-	}
-	return d, nil
 }
 
 // Enqueue stores a delivery of event with payload (a JSON object) to

@@ -24,8 +24,8 @@ func scanEndpoint(sc interface{ Scan(...any) error }) (Endpoint, error) {
 }
 
 // insertEndpoint stores e and sets its id.
-func (s store) insertEndpoint(ctx context.Context, e *Endpoint) error {
-	err := s.db.W.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO webhook_endpoints (url, description, secret, created_at) VALUES (?, ?, ?, ?) RETURNING id`),
+func (s store) insertEndpoint(ctx context.Context, q database.Querier, e *Endpoint) error {
+	err := q.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO webhook_endpoints (url, description, secret, created_at) VALUES (?, ?, ?, ?) RETURNING id`),
 		e.URL, e.Description, e.Secret, s.db.Time(e.CreatedAt)).Scan(&e.ID)
 	if err != nil {
 		return fmt.Errorf("insert webhook endpoint: %w", err)
