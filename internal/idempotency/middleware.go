@@ -17,7 +17,8 @@ import (
 
 // CrashBeforeStore is the crash point (see package crashpoint) between a
 // keyed request's handler, whose work has committed, and the storing of
-// its response.
+// its response. A repeat that returns work an earlier attempt committed
+// does not reach it.
 const CrashBeforeStore = "idempotency.before-store"
 
 // finishTimeout bounds storing or releasing a record after the handler
@@ -127,7 +128,9 @@ func (s *Store) serve(w http.ResponseWriter, r *http.Request, next http.Handler,
 	}
 	next.ServeHTTP(cw, r.WithContext(database.WithOnce(r.Context(), &holder{s: s, res: res})))
 	returned = true
-	crashpoint.Hit(CrashBeforeStore)
+	if res.work == nil {
+		crashpoint.Hit(CrashBeforeStore)
+	}
 
 	status := cw.status
 	if status == 0 {

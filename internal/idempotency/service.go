@@ -66,7 +66,7 @@ func (s *Store) begin(ctx context.Context, principal, key string, hash []byte) (
 // key locked while its response is made and stored. A repeat of the
 // request after that takes the key over and returns the committed work
 // (the holder died, or is slow; either way the work is not done again).
-const committedLock = 5 * time.Second
+const committedLock = 2 * time.Second
 
 // errKeyLost is the answer to a request that commits its work after a
 // repeat took its key over: the work is rolled back, so that it is done
