@@ -45,17 +45,21 @@ func TestIdempotentPostSurvivesCrash(t *testing.T) {
 	}
 }
 
-// crashCase is one POST that creates something, and the list that shows
-// what it created.
+// crashCase is one keyed POST that does work.
 type crashCase struct {
 	name        string
 	path        func() string
 	contentType string
 	body        func() []byte
-	list        func() string // GET path of the list it creates into
-	listField   string        // the array in the list's answer
-	id          string        // field of the POST's answer that ...
-	listID      string        // ... equals this field of the one item listed
+	// Either what it creates shows in a list ...
+	list      func() string // GET path of the list
+	listField string        // the array in the list's answer
+	id        string        // field of the POST's answer that ...
+	listID    string        // ... equals this field of the one item listed
+	// ... or setup prepares the job it changes, and check tells whether
+	// the change happened once.
+	setup func()
+	check func(got crashResponse)
 }
 
 func crashAfterCommit(t *testing.T, db, token string) {
@@ -82,6 +86,29 @@ func crashAfterCommit(t *testing.T, db, token string) {
 		{name: "image", path: fixed("/api/v1/images"), contentType: imgType, body: func() []byte { return imgBody },
 			list: fixed("/api/v1/images"), listField: "images", id: "id", listID: "id"},
 	}
+	var failedJob, scheduledJob int64
+	cases = append(cases,
+		crashCase{name: "retry", path: func() string { return fmt.Sprintf("/api/v1/jobs/%d/retry", failedJob) }, body: jsonBody(""),
+			// A job that fails for good on its first attempt and succeeds
+			// on its second: retried twice, it would run a third time.
+			setup: func() {
+				failedJob = c.insertJob(`{"kind":"fail","args":{"times":1,"permanent":true},"max_attempts":1}`)
+				c.waitJob(failedJob, "failed")
+			},
+			check: func(got crashResponse) {
+				j := c.waitJob(failedJob, "completed")
+				if j["attempt"] != float64(2) {
+					t.Errorf("retry: the job completed at attempt %v, want 2", j["attempt"])
+				}
+			}},
+		crashCase{name: "cancel", path: func() string { return fmt.Sprintf("/api/v1/jobs/%d/cancel", scheduledJob) }, body: jsonBody(""),
+			setup: func() { scheduledJob = c.insertJob(`{"kind":"noop","run_in_ms":3600000}`) },
+			check: func(got crashResponse) {
+				if got.field(t, "state") != "cancelled" {
+					t.Errorf("cancel: the repeat answered %s", got)
+				}
+			}},
+	)
 	if _, err := exec.LookPath("ffmpeg"); err == nil {
 		cases = append(cases, crashCase{name: "video", path: fixed("/api/v1/videos?filename=a.mp4"), contentType: "video/mp4",
 			body: jsonBody("not really a video, but stored all the same"),
@@ -108,6 +135,9 @@ func crashAfterCommit(t *testing.T, db, token string) {
 	}
 	s := serve()
 	for _, tc := range cases {
+		if tc.setup != nil {
+			tc.setup()
+		}
 		key := `"crash-` + tc.name + `"`
 		path, body := tc.path(), tc.body()
 		if _, err := c.post(path, tc.contentType, key, body); err == nil {
@@ -129,12 +159,16 @@ func crashAfterCommit(t *testing.T, db, token string) {
 		if got.status/100 != 2 || got.header.Get(idempotency.ReplayedHeader) != "true" {
 			t.Fatalf("%s: the repeat after the crash answered %s; want the first request's work, replayed", tc.name, got)
 		}
-		items := c.list(tc.list(), tc.listField)
-		if len(items) != 1 {
-			t.Fatalf("%s: %d created, want 1: %v", tc.name, len(items), items)
-		}
-		if want, have := items[0][tc.listID], got.field(t, tc.id); fmt.Sprint(want) != fmt.Sprint(have) {
-			t.Fatalf("%s: the repeat answered %s %v, but what exists is %v", tc.name, tc.id, have, want)
+		if tc.check != nil {
+			tc.check(got)
+		} else {
+			items := c.list(tc.list(), tc.listField)
+			if len(items) != 1 {
+				t.Fatalf("%s: %d created, want 1: %v", tc.name, len(items), items)
+			}
+			if want, have := items[0][tc.listID], got.field(t, tc.id); fmt.Sprint(want) != fmt.Sprint(have) {
+				t.Fatalf("%s: the repeat answered %s %v, but what exists is %v", tc.name, tc.id, have, want)
+			}
 		}
 		again, err := c.post(path, tc.contentType, key, body)
 		if err != nil || !bytes.Equal(again.body, got.body) || again.header.Get(idempotency.ReplayedHeader) != "true" {
@@ -151,7 +185,7 @@ func crashAfterCommit(t *testing.T, db, token string) {
 
 // crashClient sends requests to the serve of the moment.
 type crashClient struct {
-	t     *testing.T
+	t     testing.TB
 	token string
 	addr  string
 	http  *http.Client
@@ -165,7 +199,7 @@ type crashResponse struct {
 
 func (r crashResponse) String() string { return fmt.Sprintf("%d %s", r.status, r.body) }
 
-func (r crashResponse) field(t *testing.T, name string) any {
+func (r crashResponse) field(t testing.TB, name string) any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -195,23 +229,64 @@ func (c *crashClient) post(path, contentType, key string, body []byte) (crashRes
 	return crashResponse{resp.StatusCode, resp.Header, b}, err
 }
 
-// list returns the items of the array field of GET path.
-func (c *crashClient) list(path, field string) []map[string]any {
-	req, err := http.NewRequest(http.MethodGet, "http://"+c.addr+path, nil)
+// insertJob enqueues a job without a key (the crash point is not
+// reached) and returns its id.
+func (c *crashClient) insertJob(body string) int64 {
+	c.t.Helper()
+	var res crashResponse
+	var err error
+	res.status, res.body, err = c.do(http.MethodPost, "/api/v1/jobs", []byte(body))
+	if err != nil || res.status != http.StatusCreated {
+		c.t.Fatalf("POST /api/v1/jobs %s: %s (%v)", body, res, err)
+	}
+	return int64(res.field(c.t, "id").(float64))
+}
+
+// waitJob waits up to 30 s for job id to reach state, and returns it.
+func (c *crashClient) waitJob(id int64, state string) map[string]any {
+	c.t.Helper()
+	var j map[string]any
+	waitFor(c.t, 30*time.Second, func() string { return fmt.Sprintf("job %d %s: %v", id, state, j) }, func() (bool, error) {
+		status, b, err := c.do(http.MethodGet, fmt.Sprintf("/api/v1/jobs/%d", id), nil)
+		if err != nil || status != http.StatusOK {
+			return false, fmt.Errorf("GET job %d: %d %s (%v)", id, status, b, err)
+		}
+		if err := json.Unmarshal(b, &j); err != nil {
+			return false, err
+		}
+		return j["state"] == state, nil
+	})
+	return j
+}
+
+// do sends an unkeyed request.
+func (c *crashClient) do(method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequest(method, "http://"+c.addr+path, bytes.NewReader(body))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		c.t.Fatal(err)
+		return 0, nil, err
 	}
 	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// list returns the items of the array field of GET path.
+func (c *crashClient) list(path, field string) []map[string]any {
+	c.t.Helper()
+	status, b, err := c.do(http.MethodGet, path, nil)
 	var m map[string]json.RawMessage
 	var items []map[string]any
-	b, _ := io.ReadAll(resp.Body)
-	if err := json.Unmarshal(b, &m); err != nil || resp.StatusCode != http.StatusOK {
-		c.t.Fatalf("GET %s: %d %s (%v)", path, resp.StatusCode, b, err)
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil || status != http.StatusOK {
+		c.t.Fatalf("GET %s: %d %s (%v)", path, status, b, err)
 	}
 	if err := json.Unmarshal(m[field], &items); err != nil {
 		c.t.Fatalf("GET %s: field %s of %s: %v", path, field, b, err)

@@ -59,12 +59,15 @@ type Driver interface {
 
 	// CancelJob cancels a job that has not finished: a waiting job moves to
 	// cancelled (changed is true); a running job is flagged so its worker
-	// cancels it. A finished job is returned unchanged.
-	CancelJob(ctx context.Context, id int64, now time.Time) (job *Job, changed bool, err error)
+	// cancels it. A finished job is returned unchanged. tx is the caller's
+	// transaction, of the kinds InsertMany takes, or nil for one of the
+	// driver's own.
+	CancelJob(ctx context.Context, tx any, id int64, now time.Time) (job *Job, changed bool, err error)
 	// RetryJob makes a failed, cancelled or completed job (or a waiting one)
 	// available now, granting one more attempt if they are exhausted. It
-	// returns an error wrapping [ErrWrongState] for a running job.
-	RetryJob(ctx context.Context, id int64, now time.Time) (*Job, error)
+	// returns an error wrapping [ErrWrongState] for a running job. tx is as
+	// for CancelJob.
+	RetryJob(ctx context.Context, tx any, id int64, now time.Time) (*Job, error)
 	// DeleteJob deletes a job that is not running and returns it as it was;
 	// a running job yields an error wrapping [ErrWrongState].
 	DeleteJob(ctx context.Context, id int64) (*Job, error)

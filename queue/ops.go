@@ -163,7 +163,7 @@ func (c *Client) List(ctx context.Context, p ListParams) ([]*Job, error) {
 // returned unchanged.
 func (c *Client) Cancel(ctx context.Context, id int64) (*Job, error) {
 	now := c.clock.Now()
-	j, changed, err := c.driver.CancelJob(ctx, id, now)
+	j, changed, err := c.driver.CancelJob(ctx, nil, id, now)
 	if err != nil {
 		return nil, fmt.Errorf("cancel job %d: %w", id, err)
 	}
@@ -183,12 +183,43 @@ func (c *Client) Cancel(ctx context.Context, id int64) (*Job, error) {
 // Retry makes a finished or waiting job available now, adding an attempt
 // if its attempts are exhausted. A running job yields [ErrWrongState].
 func (c *Client) Retry(ctx context.Context, id int64) (*Job, error) {
-	j, err := c.driver.RetryJob(ctx, id, c.clock.Now())
+	j, err := c.driver.RetryJob(ctx, nil, id, c.clock.Now())
 	if err != nil {
 		return nil, fmt.Errorf("retry job %d: %w", id, err)
 	}
 	if p, ok := c.producers[j.Queue]; ok {
 		p.wakeUp()
+	}
+	return j, nil
+}
+
+// CancelTx is [Client.Cancel] inside the caller's transaction, of the
+// kinds [Client.InsertTx] takes: the job is cancelled if and only if tx
+// commits. Since the client cannot see the commit, a running job's
+// context is cancelled within the CancelCheckInterval of the process
+// running it (this one too), and no cancelled event is emitted.
+func (c *Client) CancelTx(ctx context.Context, tx any, id int64) (*Job, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: CancelTx needs a transaction", ErrInvalid)
+	}
+	j, _, err := c.driver.CancelJob(ctx, tx, id, c.clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("cancel job %d: %w", id, err)
+	}
+	return j, nil
+}
+
+// RetryTx is [Client.Retry] inside the caller's transaction, of the kinds
+// [Client.InsertTx] takes: the job is made available if and only if tx
+// commits. Workers learn of it by polling or by the driver's change
+// watcher, as of jobs inserted with InsertTx.
+func (c *Client) RetryTx(ctx context.Context, tx any, id int64) (*Job, error) {
+	if tx == nil {
+		return nil, fmt.Errorf("%w: RetryTx needs a transaction", ErrInvalid)
+	}
+	j, err := c.driver.RetryJob(ctx, tx, id, c.clock.Now())
+	if err != nil {
+		return nil, fmt.Errorf("retry job %d: %w", id, err)
 	}
 	return j, nil
 }

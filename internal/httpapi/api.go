@@ -26,7 +26,9 @@ type Jobs interface {
 	Get(ctx context.Context, id int64) (*queue.Job, error)
 	List(ctx context.Context, p queue.ListParams) ([]*queue.Job, error)
 	Cancel(ctx context.Context, id int64) (*queue.Job, error)
+	CancelTx(ctx context.Context, tx any, id int64) (*queue.Job, error)
 	Retry(ctx context.Context, id int64) (*queue.Job, error)
+	RetryTx(ctx context.Context, tx any, id int64) (*queue.Job, error)
 	Delete(ctx context.Context, id int64) (*queue.Job, error)
 	Pause(ctx context.Context, queue string) error
 	Resume(ctx context.Context, queue string) error

@@ -246,26 +246,15 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 	WriteJSON(w, r, http.StatusCreated, out)
 }
 
-// insertJob inserts the job of p. For a request with an Idempotency-Key,
-// given a database ([Config.DB]), it does so in a transaction that also
-// records the job for the key ([database.Once]), so that a repeat after a
-// crash gets this job instead of a second one. (Insert, used otherwise,
-// also wakes this process's workers at once and emits the inserted
-// event, which a transaction's insert cannot.)
+// insertJob inserts the job of p; see [API.keyed].
 func (a *API) insertJob(ctx context.Context, p queue.InsertParams) (jobResponse, error) {
-	toResponse := func(res queue.InsertResult) jobResponse {
-		out := toJob(res.Job)
-		out.Duplicate = res.Duplicate
-		return out
-	}
-	if a.db == nil || !database.Keyed(ctx) {
+	return keyed(a, ctx, func() (jobResponse, error) {
 		res, err := a.jobs.Insert(ctx, p)
 		if err != nil {
 			return jobResponse{}, err
 		}
-		return toResponse(res), nil
-	}
-	return database.Once(ctx, a.db, func(tx *sql.Tx) (jobResponse, error) {
+		return insertResponse(res), nil
+	}, func(tx *sql.Tx) (jobResponse, error) {
 		res, err := a.jobs.InsertTx(ctx, tx, p)
 		if err != nil {
 			return jobResponse{}, err
@@ -273,27 +262,73 @@ func (a *API) insertJob(ctx context.Context, p queue.InsertParams) (jobResponse,
 		if len(res) != 1 || res[0].Job == nil {
 			return jobResponse{}, fmt.Errorf("insert job: the engine returned %d results", len(res))
 		}
-		return toResponse(res[0]), nil
+		return insertResponse(res[0]), nil
 	})
 }
 
+func insertResponse(res queue.InsertResult) jobResponse {
+	out := toJob(res.Job)
+	out.Duplicate = res.Duplicate
+	return out
+}
+
+// keyed runs plain, or, for a request with an Idempotency-Key given a
+// database ([Config.DB]), inTx in a transaction that also records its
+// outcome for the key ([database.Once]), so that a repeat after a crash
+// gets that outcome instead of the work done again. (plain, through the
+// engine's own transaction, also wakes this process's workers at once
+// and emits the engine's events, which an operation inside a caller's
+// transaction cannot.)
+func keyed[T any](a *API, ctx context.Context, plain func() (T, error), inTx func(tx *sql.Tx) (T, error)) (T, error) {
+	if a.db == nil || !database.Keyed(ctx) {
+		return plain()
+	}
+	return database.Once(ctx, a.db, inTx)
+}
+
 func (a *API) getJob(w http.ResponseWriter, r *http.Request) {
-	a.jobOp(w, r, a.jobs.Get)
+	a.jobOp(w, r, responding(a.jobs.Get))
 }
 
 func (a *API) retryJob(w http.ResponseWriter, r *http.Request) {
-	a.jobOp(w, r, a.jobs.Retry)
+	a.jobChange(w, r, a.jobs.Retry, a.jobs.RetryTx)
 }
 
 func (a *API) cancelJob(w http.ResponseWriter, r *http.Request) {
-	a.jobOp(w, r, a.jobs.Cancel)
+	a.jobChange(w, r, a.jobs.Cancel, a.jobs.CancelTx)
+}
+
+// jobChange applies op to the job of the path, or opTx for a keyed
+// request (see [keyed]), and answers with the job.
+func (a *API) jobChange(w http.ResponseWriter, r *http.Request,
+	op func(ctx context.Context, id int64) (*queue.Job, error),
+	opTx func(ctx context.Context, tx any, id int64) (*queue.Job, error)) {
+	a.jobOp(w, r, func(ctx context.Context, id int64) (jobResponse, error) {
+		return keyed(a, ctx,
+			func() (jobResponse, error) { return render(op(ctx, id)) },
+			func(tx *sql.Tx) (jobResponse, error) { return render(opTx(ctx, tx, id)) })
+	})
 }
 
 func (a *API) deleteJob(w http.ResponseWriter, r *http.Request) {
-	a.jobOp(w, r, a.jobs.Delete)
+	a.jobOp(w, r, responding(a.jobs.Delete))
 }
 
-func (a *API) jobOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, id int64) (*queue.Job, error)) {
+// responding turns an operation on a job into one that returns the job as
+// the API shows it.
+func responding(op func(ctx context.Context, id int64) (*queue.Job, error)) func(ctx context.Context, id int64) (jobResponse, error) {
+	return func(ctx context.Context, id int64) (jobResponse, error) { return render(op(ctx, id)) }
+}
+
+// render returns j as the API shows it, or err.
+func render(j *queue.Job, err error) (jobResponse, error) {
+	if err != nil {
+		return jobResponse{}, err
+	}
+	return toJob(j), nil
+}
+
+func (a *API) jobOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, id int64) (jobResponse, error)) {
 	id, err := PathID(r, "id")
 	if err != nil {
 		WriteError(w, r, err)
@@ -304,7 +339,7 @@ func (a *API) jobOp(w http.ResponseWriter, r *http.Request, op func(ctx context.
 		WriteError(w, r, err)
 		return
 	}
-	WriteJSON(w, r, http.StatusOK, toJob(j))
+	WriteJSON(w, r, http.StatusOK, j)
 }
 
 // Listing limits.

@@ -2,6 +2,7 @@ package pgdriver
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -451,29 +452,18 @@ func (d *Driver) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([
 	return jobs, nil
 }
 
-// lockJob reads job id in tx and locks its row until tx ends.
-func (d *Driver) lockJob(ctx context.Context, tx pgx.Tx, id int64) (*queue.Job, error) {
-	j, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobCols+` FROM kiln_jobs j WHERE j.id = $1 FOR UPDATE`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("job %d: %w", id, queue.ErrNotFound)
-	}
-	if err != nil {
-		return nil, d.explain(fmt.Sprintf("get job %d", id), err)
-	}
-	return j, nil
-}
-
 // inTx runs fn in a transaction of the pool.
 func (d *Driver) inTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, d.pool, fn)
 }
 
-// CancelJob cancels a waiting job or flags a running one.
-func (d *Driver) CancelJob(ctx context.Context, id int64, now time.Time) (*queue.Job, bool, error) {
+// CancelJob cancels a waiting job or flags a running one, in tx (see
+// [Driver.InsertMany]) or a transaction of its own when tx is nil.
+func (d *Driver) CancelJob(ctx context.Context, tx any, id int64, now time.Time) (*queue.Job, bool, error) {
 	var out *queue.Job
 	changed := false
-	err := d.inTx(ctx, func(tx pgx.Tx) error {
-		j, err := d.lockJob(ctx, tx, id)
+	err := d.withTx(ctx, tx, func(t txq) error {
+		j, err := d.lockJob(ctx, t, id)
 		if err != nil {
 			return err
 		}
@@ -497,7 +487,7 @@ func (d *Driver) CancelJob(ctx context.Context, id int64, now time.Time) (*queue
 			out = j
 			return nil
 		}
-		out, err = scanJob(tx.QueryRow(ctx, q, args...))
+		out, err = t.job(ctx, q, args...)
 		if err != nil {
 			return d.explain(fmt.Sprintf("cancel job %d", id), err)
 		}
@@ -510,25 +500,26 @@ func (d *Driver) CancelJob(ctx context.Context, id int64, now time.Time) (*queue
 }
 
 // RetryJob makes a job that is not running available now, and notifies
-// its queue.
-func (d *Driver) RetryJob(ctx context.Context, id int64, now time.Time) (*queue.Job, error) {
+// the workers of its queue, in tx (see [Driver.InsertMany]) or a
+// transaction of its own when tx is nil.
+func (d *Driver) RetryJob(ctx context.Context, tx any, id int64, now time.Time) (*queue.Job, error) {
 	var out *queue.Job
-	err := d.inTx(ctx, func(tx pgx.Tx) error {
-		j, err := d.lockJob(ctx, tx, id)
+	err := d.withTx(ctx, tx, func(t txq) error {
+		j, err := d.lockJob(ctx, t, id)
 		if err != nil {
 			return err
 		}
 		if j.State == queue.StateRunning {
 			return fmt.Errorf("job %d is running: %w", id, queue.ErrWrongState)
 		}
-		out, err = scanJob(tx.QueryRow(ctx, `UPDATE kiln_jobs j SET state = 'available', run_at = $2, finalized_at = NULL,
+		out, err = t.job(ctx, `UPDATE kiln_jobs j SET state = 'available', run_at = $2, finalized_at = NULL,
 		 cancel_requested = false, progress = 0, progress_message = NULL,
 		 max_attempts = greatest(j.max_attempts, j.attempt + 1)
-		 WHERE j.id = $1 RETURNING `+jobCols, id, now))
+		 WHERE j.id = $1 RETURNING `+jobCols, id, now)
 		if err != nil {
 			return d.explain(fmt.Sprintf("retry job %d", id), err)
 		}
-		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, d.channel, out.Queue); err != nil {
+		if err := t.exec(ctx, `SELECT pg_notify($1, $2)`, d.channel, out.Queue); err != nil {
 			return d.explain(fmt.Sprintf("retry job %d", id), err)
 		}
 		return nil
@@ -536,18 +527,45 @@ func (d *Driver) RetryJob(ctx context.Context, id int64, now time.Time) (*queue.
 	return out, err
 }
 
+// withTx runs fn in tx, a caller's pgx.Tx or *sql.Tx, or in a transaction
+// of the pool when tx is nil.
+func (d *Driver) withTx(ctx context.Context, tx any, fn func(t txq) error) error {
+	switch t := tx.(type) {
+	case nil:
+		return d.inTx(ctx, func(t pgx.Tx) error { return fn(pgxTxq{t}) })
+	case pgx.Tx:
+		return fn(pgxTxq{t})
+	case *sql.Tx:
+		return fn(sqlTxq{t})
+	default:
+		return fmt.Errorf("%w: the postgres driver takes a pgx.Tx from its Pool() or a *sql.Tx from its DB(), got %T", queue.ErrInvalid, tx)
+	}
+}
+
+// lockJob reads job id in t and locks its row until t ends.
+func (d *Driver) lockJob(ctx context.Context, t txq, id int64) (*queue.Job, error) {
+	j, err := t.job(ctx, `SELECT `+jobCols+` FROM kiln_jobs j WHERE j.id = $1 FOR UPDATE`, id)
+	if err != nil {
+		return nil, d.explain(fmt.Sprintf("get job %d", id), err)
+	}
+	if j == nil {
+		return nil, fmt.Errorf("job %d: %w", id, queue.ErrNotFound)
+	}
+	return j, nil
+}
+
 // DeleteJob deletes a job that is not running and returns it as it was.
 func (d *Driver) DeleteJob(ctx context.Context, id int64) (*queue.Job, error) {
 	var out *queue.Job
-	err := d.inTx(ctx, func(tx pgx.Tx) error {
-		j, err := d.lockJob(ctx, tx, id)
+	err := d.withTx(ctx, nil, func(t txq) error {
+		j, err := d.lockJob(ctx, t, id)
 		if err != nil {
 			return err
 		}
 		if j.State == queue.StateRunning {
 			return fmt.Errorf("job %d is running; cancel it first: %w", id, queue.ErrWrongState)
 		}
-		if _, err := tx.Exec(ctx, `DELETE FROM kiln_jobs WHERE id = $1`, id); err != nil {
+		if err := t.exec(ctx, `DELETE FROM kiln_jobs WHERE id = $1`, id); err != nil {
 			return d.explain(fmt.Sprintf("delete job %d", id), err)
 		}
 		out = j

@@ -117,7 +117,7 @@ func testDriverClaimFinish(h *harness) {
 	if len(running) != 1 {
 		h.Fatalf("claim returned %d jobs, want 1", len(running))
 	}
-	flagged, changed, err := d.CancelJob(h.ctx, running[0].ID, now)
+	flagged, changed, err := d.CancelJob(h.ctx, nil, running[0].ID, now)
 	if err != nil || changed || flagged.State != queue.StateRunning || !flagged.CancelRequested {
 		h.Errorf("CancelJob of a running job: %s changed %v err %v, want running with cancel_requested", describe(flagged), changed, err)
 	}
@@ -128,7 +128,7 @@ func testDriverClaimFinish(h *harness) {
 	if req, err := d.CancelRequested(h.ctx, []int64{other.ID}); err != nil || len(req) != 0 {
 		h.Errorf("CancelRequested of other ids: %v %v, want none", req, err)
 	}
-	cancelled, changed, err := d.CancelJob(h.ctx, other.ID, now)
+	cancelled, changed, err := d.CancelJob(h.ctx, nil, other.ID, now)
 	if err != nil || !changed || cancelled.State != queue.StateCancelled {
 		h.Errorf("CancelJob of an available job: %s changed %v err %v", describe(cancelled), changed, err)
 	}

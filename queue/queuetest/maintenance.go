@@ -16,6 +16,7 @@ var pruneTests = []test{
 
 var opsTests = []test{
 	{"Retry", testRetryOp},
+	{"RetryAndCancelTx", testRetryCancelTx},
 	{"Delete", testDeleteOp},
 	{"ListFiltersAndPages", testList},
 	{"QueueStats", testQueueStats},
@@ -23,6 +24,78 @@ var opsTests = []test{
 
 var schemaTests = []test{
 	{"MigrateIsIdempotent", testSchema},
+}
+
+// testRetryCancelTx: RetryTx and CancelTx take effect if and only if the
+// caller's transaction commits.
+func testRetryCancelTx(h *harness) {
+	dbp, ok := h.driver.(DBProvider)
+	if !ok {
+		h.Skipf("driver %s does not expose DB() *sql.DB; RetryTx and CancelTx are not tested", h.driver.Name())
+	}
+	db := dbp.DB()
+	w := queue.NewWorkers()
+	w.HandleFunc("job", nop)
+	c := h.newClient(w, nil) // not started: the jobs stay as the test sets them
+	inTx := func(commit bool, op func(tx any) (*queue.Job, error)) *queue.Job {
+		h.Helper()
+		tx, err := db.BeginTx(h.ctx, nil)
+		if err != nil {
+			h.Fatal(err)
+		}
+		j, err := op(tx)
+		if err != nil {
+			_ = tx.Rollback()
+			h.Fatal(err)
+		}
+		if commit {
+			err = tx.Commit()
+		} else {
+			err = tx.Rollback()
+		}
+		if err != nil {
+			h.Fatal(err)
+		}
+		return j
+	}
+
+	waiting := h.insert(c, queue.InsertParams{Kind: "job", Opts: queue.InsertOpts{RunIn: time.Hour}})
+	if j := inTx(false, func(tx any) (*queue.Job, error) { return c.CancelTx(h.ctx, tx, waiting.ID) }); j.State != queue.StateCancelled {
+		h.Errorf("CancelTx returned %s, want cancelled", describe(j))
+	}
+	if got := h.get(c, waiting.ID); got.State != queue.StateScheduled {
+		h.Errorf("CancelTx in a rolled back transaction left %s, want scheduled", describe(got))
+	}
+	inTx(true, func(tx any) (*queue.Job, error) { return c.CancelTx(h.ctx, tx, waiting.ID) })
+	if got := h.get(c, waiting.ID); got.State != queue.StateCancelled {
+		h.Errorf("CancelTx in a committed transaction left %s, want cancelled", describe(got))
+	}
+
+	if j := inTx(false, func(tx any) (*queue.Job, error) { return c.RetryTx(h.ctx, tx, waiting.ID) }); j.State != queue.StateAvailable {
+		h.Errorf("RetryTx returned %s, want available", describe(j))
+	}
+	if got := h.get(c, waiting.ID); got.State != queue.StateCancelled {
+		h.Errorf("RetryTx in a rolled back transaction left %s, want cancelled", describe(got))
+	}
+	inTx(true, func(tx any) (*queue.Job, error) { return c.RetryTx(h.ctx, tx, waiting.ID) })
+	if got := h.get(c, waiting.ID); got.State != queue.StateAvailable || got.FinalizedAt != nil {
+		h.Errorf("RetryTx in a committed transaction left %s, want available", describe(got))
+	}
+
+	if _, err := c.RetryTx(h.ctx, nil, waiting.ID); !errors.Is(err, queue.ErrInvalid) {
+		h.Errorf("RetryTx without a transaction: %v, want ErrInvalid", err)
+	}
+	if _, err := c.CancelTx(h.ctx, "not a transaction", waiting.ID); !errors.Is(err, queue.ErrInvalid) {
+		h.Errorf("CancelTx with a string for a transaction: %v, want ErrInvalid", err)
+	}
+	tx, err := db.BeginTx(h.ctx, nil)
+	if err != nil {
+		h.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := c.RetryTx(h.ctx, tx, waiting.ID+1000); !errors.Is(err, queue.ErrNotFound) {
+		h.Errorf("RetryTx of a missing job: %v, want ErrNotFound", err)
+	}
 }
 
 // testPrune: the leader deletes finished jobs older than their state's

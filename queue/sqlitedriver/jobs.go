@@ -162,6 +162,28 @@ func (d *Driver) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	return nil
 }
 
+// withTx runs fn in tx, the caller's *sql.Tx from DB(), or in a
+// transaction of the driver's own when tx is nil.
+func (d *Driver) withTx(ctx context.Context, tx any, fn func(tx *sql.Tx) error) error {
+	if tx == nil {
+		return d.inTx(ctx, fn)
+	}
+	t, err := callerTx(tx)
+	if err != nil {
+		return err
+	}
+	return fn(t)
+}
+
+// callerTx is tx, a caller's transaction, as the *sql.Tx it must be.
+func callerTx(tx any) (*sql.Tx, error) {
+	t, ok := tx.(*sql.Tx)
+	if !ok {
+		return nil, fmt.Errorf("%w: the sqlite driver takes a *sql.Tx from its DB(), got %T", queue.ErrInvalid, tx)
+	}
+	return t, nil
+}
+
 // prepared returns the cached statement for query on the write
 // connection. It must be called outside any transaction on that
 // connection: preparing needs the connection itself.
@@ -239,9 +261,9 @@ func (d *Driver) InsertMany(ctx context.Context, tx any, now time.Time, rows []q
 		})
 		return out, err
 	}
-	t, ok := tx.(*sql.Tx)
-	if !ok {
-		return nil, fmt.Errorf("%w: the sqlite driver takes a *sql.Tx from its DB(), got %T", queue.ErrInvalid, tx)
+	t, err := callerTx(tx)
+	if err != nil {
+		return nil, err
 	}
 	return d.insertMany(ctx, t, nil, 0, now, rows)
 }
@@ -652,10 +674,10 @@ func getTx(ctx context.Context, tx *sql.Tx, id int64) (*queue.Job, error) {
 }
 
 // CancelJob cancels a waiting job or flags a running one.
-func (d *Driver) CancelJob(ctx context.Context, id int64, now time.Time) (*queue.Job, bool, error) {
+func (d *Driver) CancelJob(ctx context.Context, tx any, id int64, now time.Time) (*queue.Job, bool, error) {
 	var out *queue.Job
 	changed := false
-	err := d.inTx(ctx, func(tx *sql.Tx) error {
+	err := d.withTx(ctx, tx, func(tx *sql.Tx) error {
 		j, err := getTx(ctx, tx, id)
 		if err != nil {
 			return err
@@ -682,9 +704,9 @@ func (d *Driver) CancelJob(ctx context.Context, id int64, now time.Time) (*queue
 }
 
 // RetryJob makes a job that is not running available now.
-func (d *Driver) RetryJob(ctx context.Context, id int64, now time.Time) (*queue.Job, error) {
+func (d *Driver) RetryJob(ctx context.Context, tx any, id int64, now time.Time) (*queue.Job, error) {
 	var out *queue.Job
-	err := d.inTx(ctx, func(tx *sql.Tx) error {
+	err := d.withTx(ctx, tx, func(tx *sql.Tx) error {
 		j, err := getTx(ctx, tx, id)
 		if err != nil {
 			return err
