@@ -46,4 +46,16 @@
 // is done, then cancels the handlers' contexts and hands their jobs back to
 // available at once, without using an attempt, so another worker can take
 // them without waiting for a lease to expire.
+//
+// # Your transaction
+//
+// [Client.InsertTx], [Client.RetryTx] and [Client.CancelTx] work inside
+// the caller's transaction on the driver's database (a *sql.Tx from the
+// driver's DB(), or a pgx.Tx on pgdriver's Pool()), so that a domain
+// write and the job it inserts, retries or cancels commit together or not
+// at all. The client cannot see that commit: workers learn of such jobs by
+// polling or by the driver's change watcher rather than at once, a
+// cancelled running job's context is cancelled within the
+// CancelCheckInterval of the process running it, and no events are
+// emitted for these changes.
 package queue
