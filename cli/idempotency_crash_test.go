@@ -19,6 +19,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/crashpoint"
 	"github.com/kilnhq/kiln/internal/idempotency"
+	"github.com/kilnhq/kiln/internal/testenv"
 )
 
 var listeningAny = regexp.MustCompile(`kiln listening on http://(\S+) \(database: `)
@@ -109,7 +110,7 @@ func crashAfterCommit(t *testing.T, db, token string) {
 				}
 			}},
 	)
-	if _, err := exec.LookPath("ffmpeg"); err == nil {
+	if _, err := exec.LookPath("ffmpeg"); err == nil || testenv.CI() {
 		cases = append(cases, crashCase{name: "video", path: fixed("/api/v1/videos?filename=a.mp4"), contentType: "video/mp4",
 			body: jsonBody("not really a video, but stored all the same"),
 			list: fixed("/api/v1/jobs?kind=video.thumbnail"), listField: "jobs", id: "job_id", listID: "id"})

@@ -23,6 +23,7 @@ import (
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testenv"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -166,7 +167,7 @@ func sampleVideo(t *testing.T) []byte {
 	t.Helper()
 	ff, err := FindFFmpeg("")
 	if err != nil {
-		t.Skipf("ffmpeg is not installed, so the thumbnail tests that run it are skipped: %v", err)
+		testenv.SkipUnlessCI(t, "ffmpeg is not installed, so the thumbnail tests that run it are skipped: %v", err)
 	}
 	sampleOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "kiln-video-test-")
