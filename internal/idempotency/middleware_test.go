@@ -154,7 +154,7 @@ func newInstance(t *testing.T, e *dbtest.Env, s setup) *instance {
 	in := &instance{t: t, env: e, jobs: e.Client(t, queue.Config{Workers: w}, false), store: NewStore(e.DB, s.opts), probe: newProbe()}
 	api, err := httpapi.New(httpapi.Config{
 		Jobs: in.jobs, Auth: s.auth, BodyLimit: s.bodyLimit,
-		Idempotency: in.store.Middleware, Modules: []httpapi.Module{in.probe},
+		Idempotency: in.store, Modules: []httpapi.Module{in.probe},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -650,7 +650,7 @@ func FuzzMiddleware(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Idempotency: store.Middleware, Modules: []httpapi.Module{p}})
+	api, err := httpapi.New(httpapi.Config{Jobs: c, Idempotency: store, Modules: []httpapi.Module{p}})
 	if err != nil {
 		f.Fatal(err)
 	}
