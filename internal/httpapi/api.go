@@ -247,10 +247,14 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 
 // Serve serves srv on ln until ctx is done, then shuts down gracefully:
 // it stops accepting, lets in-flight requests finish for up to grace, and
-// then closes the remaining connections.
+// then closes the remaining connections. Requests the HTTP server refuses
+// itself, before any handler runs (a malformed request line or header,
+// headers over MaxHeaderBytes, an unsupported transfer coding or HTTP
+// version), are answered with problems too; ln must therefore carry plain
+// HTTP, not TLS.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(problemListener{ln, srv.MaxHeaderBytes}) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
