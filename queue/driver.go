@@ -13,7 +13,9 @@ import (
 // Drivers never read the database's clock: every time they store or compare
 // is passed in, so the engine's injected clock governs leases, schedules and
 // retention. Methods that look up one job return an error wrapping
-// [ErrNotFound] when it does not exist.
+// [ErrNotFound] when it does not exist. The client adds the operation and
+// the job's id to the errors of the methods that act on one job ("get job
+// 8: job not found"), so a driver's errors for them name neither.
 type Driver interface {
 	// Name is a short name for logs and benchmarks: "sqlite", "postgres".
 	Name() string

@@ -106,7 +106,7 @@ func New(cfg Config) (*App, error) {
 		DB:          db,
 		Logger:      cfg.Logger,
 		BodyLimit:   cfg.BodyLimit,
-		Idempotency: a.Idempotency.Middleware,
+		Idempotency: a.Idempotency,
 		Middleware:  cfg.Middleware,
 		Modules: []httpapi.Module{
 			users.NewHandler(users.NewService(users.NewStore(db), cfg.Now)),

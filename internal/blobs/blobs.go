@@ -128,7 +128,7 @@ func (s *Store) PutWith(ctx context.Context, contentType string, r io.Reader, op
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
 		if derr := s.remove(dctx, id); derr != nil {
-			err = fmt.Errorf("%w (and deleting the partial blob %s failed: %v)", err, id, derr)
+			err = fmt.Errorf("%w (and deleting it failed: %v)", err, derr)
 		}
 	}()
 	if opts.Created != nil {

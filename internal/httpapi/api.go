@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,8 +65,9 @@ type Config struct {
 	// tests; kiln serve always sets it).
 	Auth Authenticator
 	// Idempotency, if set, wraps every POST route after authentication
-	// (Idempotency-Key handling).
-	Idempotency func(http.Handler) http.Handler
+	// (Idempotency-Key handling); the answers it declares are listed on
+	// every POST operation of the OpenAPI document.
+	Idempotency RouteMiddleware
 	// Modules are the feature modules served besides jobs and queues.
 	Modules []Module
 	// Observers are told of every request (metrics, slow-request log).
@@ -91,11 +94,14 @@ type API struct {
 	cpu      *cpupool.Pool
 	log      *slog.Logger
 	auth     Authenticator
-	idem     func(http.Handler) http.Handler
+	idem     RouteMiddleware
 	mux      *http.ServeMux
 	patterns []string
-	handler  http.Handler
-	doc      []byte
+	// answers holds, by pattern, the statuses the middleware around the
+	// route may answer in place of its handler (see [API.DocMismatches]).
+	answers map[string][]string
+	handler http.Handler
+	doc     []byte
 	// bodyLimit is Config.BodyLimit, for routes that set none.
 	bodyLimit int64
 }
@@ -114,7 +120,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.CPU == nil {
 		cfg.CPU = cpupool.Default()
 	}
-	a := &API{jobs: cfg.Jobs, db: cfg.DB, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux(), bodyLimit: cfg.BodyLimit}
+	a := &API{jobs: cfg.Jobs, db: cfg.DB, cpu: cfg.CPU, log: cfg.Logger, auth: cfg.Auth, idem: cfg.Idempotency, mux: http.NewServeMux(), answers: map[string][]string{}, bodyLimit: cfg.BodyLimit}
 	var doc map[string]any
 	dec := json.NewDecoder(bytes.NewReader(openAPIDoc))
 	dec.UseNumber()
@@ -129,12 +135,12 @@ func New(cfg Config) (*API, error) {
 		}
 	}
 	for _, rt := range routes {
-		scope, err := a.route(rt)
+		scope, answers, err := a.route(rt)
 		if err != nil {
 			return nil, err
 		}
 		method, path, _ := strings.Cut(rt.Pattern, " ")
-		describeRoute(doc, method, path, scope, a.auth != nil, a.idem != nil)
+		describeRoute(doc, method, path, scope, answers, a.idem != nil)
 	}
 	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
@@ -170,22 +176,24 @@ func (a *API) routes() []Route {
 }
 
 // route registers rt behind authentication for its scope and, for POST,
-// idempotency, and returns the scope it needs.
-func (a *API) route(rt Route) (Scope, error) {
+// idempotency. It returns the scope the route needs and the responses its
+// middleware may give in place of its handler, by status.
+func (a *API) route(rt Route) (Scope, map[string]any, error) {
 	method, path, ok := strings.Cut(rt.Pattern, " ")
 	if !ok || !strings.HasPrefix(path, Prefix+"/") {
-		return 0, fmt.Errorf("httpapi: route %q must be \"METHOD %s/...\"", rt.Pattern, Prefix)
+		return 0, nil, fmt.Errorf("httpapi: route %q must be \"METHOD %s/...\"", rt.Pattern, Prefix)
 	}
 	scope := rt.Scope
 	if scope == ScopePublic {
 		scope = DefaultScope(method)
 	}
 	if rt.BodyLimit < 0 || rt.ReadTimeout < 0 {
-		return 0, fmt.Errorf("httpapi: route %q: negative BodyLimit or ReadTimeout", rt.Pattern)
+		return 0, nil, fmt.Errorf("httpapi: route %q: negative BodyLimit or ReadTimeout", rt.Pattern)
 	}
 	var h http.Handler = rt.Handler
-	if method == http.MethodPost && a.idem != nil {
-		h = a.idem(h)
+	idem := method == http.MethodPost && a.idem != nil
+	if idem {
+		h = a.idem.Middleware(h)
 	}
 	h = withAuth(a.auth, scope, h)
 	if rt.ReadTimeout > 0 {
@@ -197,7 +205,9 @@ func (a *API) route(rt Route) (Scope, error) {
 	}
 	a.mux.Handle(rt.Pattern, setRoute(withBodyLimit(limit, h)))
 	a.patterns = append(a.patterns, rt.Pattern)
-	return scope, nil
+	answers := a.middlewareAnswers(scope, limit, idem)
+	a.answers[rt.Pattern] = slices.Sorted(maps.Keys(answers))
+	return scope, answers, nil
 }
 
 func (a *API) handle(pattern string, h http.Handler) {
@@ -246,10 +256,14 @@ func NewServer(h http.Handler, log *slog.Logger) *http.Server {
 
 // Serve serves srv on ln until ctx is done, then shuts down gracefully:
 // it stops accepting, lets in-flight requests finish for up to grace, and
-// then closes the remaining connections.
+// then closes the remaining connections. Requests the HTTP server refuses
+// itself, before any handler runs (a malformed request line or header,
+// headers over MaxHeaderBytes, an unsupported transfer coding or HTTP
+// version), are answered with problems too; ln must therefore carry plain
+// HTTP, not TLS.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(problemListener{ln, srv.MaxHeaderBytes}) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)

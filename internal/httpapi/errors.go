@@ -32,6 +32,10 @@ const (
 	CodeForbidden        Code = "forbidden"          // the caller may not do this: 403
 	CodeUnauthorized     Code = "unauthorized"       // no valid API token: 401
 	CodeUnprocessable    Code = "unprocessable"      // a request that cannot be processed as sent (an Idempotency-Key reused with another body): 422
+	// The HTTP server refuses these before the API sees the request.
+	CodeHeadersTooLarge     Code = "headers_too_large"     // request line and headers over the server's limit: 431
+	CodeNotImplemented      Code = "not_implemented"       // a Transfer-Encoding the server does not support: 501
+	CodeVersionNotSupported Code = "version_not_supported" // an HTTP version the server does not support: 505
 )
 
 // codeStatus is the one table from error codes to HTTP status.
@@ -48,6 +52,10 @@ var codeStatus = map[Code]int{
 	CodeForbidden:        http.StatusForbidden,
 	CodeUnauthorized:     http.StatusUnauthorized,
 	CodeUnprocessable:    http.StatusUnprocessableEntity,
+
+	CodeHeadersTooLarge:     http.StatusRequestHeaderFieldsTooLarge,
+	CodeNotImplemented:      http.StatusNotImplemented,
+	CodeVersionNotSupported: http.StatusHTTPVersionNotSupported,
 }
 
 // sentinels maps engine errors to codes; the first match wins.
@@ -147,6 +155,22 @@ type problem struct {
 	RequestID string `json:"request_id,omitempty"`
 }
 
+// problem returns e as the body of the answer to a request for instance
+// (a path; "" when unknown) with the request id.
+func (e *Error) problem(instance, requestID string) problem {
+	status := e.Status()
+	return problem{
+		Type:      "urn:kiln:problem:" + string(e.Code),
+		Title:     http.StatusText(status),
+		Status:    status,
+		Detail:    e.Message,
+		Instance:  instance,
+		Code:      e.Code,
+		Errors:    e.Fields,
+		RequestID: requestID,
+	}
+}
+
 // WriteError writes err as application/problem+json. Internal errors get a
 // generic detail; their cause is logged with the request id.
 func WriteError(w http.ResponseWriter, r *http.Request, err error) {
@@ -163,16 +187,8 @@ func WriteError(w http.ResponseWriter, r *http.Request, err error) {
 		}
 		Logger(r.Context()).Warn("request failed", "status", status, "err", err)
 	}
-	p := problem{
-		Type:      "urn:kiln:problem:" + string(e.Code),
-		Title:     http.StatusText(status),
-		Status:    status,
-		Detail:    detail,
-		Instance:  r.URL.Path,
-		Code:      e.Code,
-		Errors:    e.Fields,
-		RequestID: RequestID(r.Context()),
-	}
+	p := e.problem(r.URL.Path, RequestID(r.Context()))
+	p.Detail = detail
 	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")

@@ -126,8 +126,16 @@ func TestBadJobIDs(t *testing.T) {
 			}
 		}
 	}
-	for _, rt := range [][2]string{{"GET", ""}, {"DELETE", ""}, {"POST", "/retry"}, {"POST", "/cancel"}} {
-		problemOf(t, e.do(rt[0], "/api/v1/jobs/424242"+rt[1], ""), 404)
+	// The detail names the operation and the job once.
+	for _, tc := range []struct{ method, suffix, detail string }{
+		{"GET", "", "get job 424242: job not found"},
+		{"DELETE", "", "delete job 424242: job not found"},
+		{"POST", "/retry", "retry job 424242: job not found"},
+		{"POST", "/cancel", "cancel job 424242: job not found"},
+	} {
+		if p := problemOf(t, e.do(tc.method, "/api/v1/jobs/424242"+tc.suffix, ""), 404); p.Detail != tc.detail {
+			t.Errorf("%s %s: detail %q, want %q", tc.method, tc.suffix, p.Detail, tc.detail)
+		}
 	}
 }
 
@@ -206,8 +214,12 @@ func TestRetryCancelDelete(t *testing.T) {
 	id := strconv.FormatInt(j.ID, 10)
 	e.waitState(id, queue.StateRunning)
 
-	problemOf(t, e.do("DELETE", "/api/v1/jobs/"+id, ""), 409)
-	problemOf(t, e.do("POST", "/api/v1/jobs/"+id+"/retry", ""), 409)
+	if p := problemOf(t, e.do("DELETE", "/api/v1/jobs/"+id, ""), 409); p.Detail != "delete job "+id+": job is in the wrong state for this operation: it is running; cancel it first" {
+		t.Errorf("delete of a running job: detail %q", p.Detail)
+	}
+	if p := problemOf(t, e.do("POST", "/api/v1/jobs/"+id+"/retry", ""), 409); p.Detail != "retry job "+id+": job is in the wrong state for this operation: it is running" {
+		t.Errorf("retry of a running job: detail %q", p.Detail)
+	}
 
 	r := e.do("POST", "/api/v1/jobs/"+id+"/cancel", "")
 	if r.status != 200 {

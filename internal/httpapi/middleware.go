@@ -240,10 +240,16 @@ func (b *bufferedWriter) WriteHeader(code int) {
 }
 
 // problemMux serves mux, turning the replies the mux makes itself for
-// unknown paths (404) and wrong methods (405, with Allow) into problems.
+// unknown paths (404), wrong methods (405, with Allow) and the request
+// target * (400; the server answers OPTIONS * itself) into problems.
 // Redirects the mux makes (path cleaning) pass through.
 func problemMux(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RequestURI == "*" {
+			w.Header().Set("Connection", "close")
+			WriteError(w, r, Errorf(CodeInvalid, "the request target must be a path, not *"))
+			return
+		}
 		h, pattern := mux.Handler(r)
 		if pattern != "" {
 			mux.ServeHTTP(w, r)

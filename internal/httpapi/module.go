@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -218,11 +219,84 @@ func mergeNames(dst map[string]any, key string, src any, what string) error {
 	return nil
 }
 
+// RouteMiddleware wraps API routes and declares the answers it gives in
+// place of the handlers it wraps, so that the OpenAPI document lists them
+// on every operation it wraps.
+type RouteMiddleware interface {
+	// Middleware wraps one route's handler.
+	Middleware(next http.Handler) http.Handler
+	// Responses maps each status the middleware may answer with itself
+	// (as a problem) to a one-sentence description of when.
+	Responses() map[int]string
+}
+
+// Descriptions of the answers the API's own middleware gives in place of
+// a route's handler.
+const (
+	descInternal    = "Internal error; details are logged with the request id."
+	descUnavailable = "The service is unavailable."
+)
+
+// middlewareAnswers returns, by status, the responses the middleware
+// around a route may give in place of its handler: 500 from panic
+// recovery and 413 from the body limit on every route, 401, 403 (above
+// read scope) and 503 (the token could not be checked in time) from
+// authentication, and what the idempotency middleware declares on POST
+// routes. The first layer to declare a status describes it.
+func (a *API) middlewareAnswers(scope Scope, bodyLimit int64, idem bool) map[string]any {
+	out := map[string]any{
+		"500": problemResponse(descInternal),
+		"413": problemResponse(fmt.Sprintf("The request body is over this operation's limit of %s.", byteSize(bodyLimit))),
+	}
+	if a.auth != nil {
+		out["401"] = map[string]any{"$ref": "#/components/responses/Unauthorized"}
+		if scope > ScopeRead {
+			out["403"] = map[string]any{"$ref": "#/components/responses/Forbidden"}
+		}
+		out["503"] = problemResponse(descUnavailable)
+	}
+	if idem {
+		for status, desc := range a.idem.Responses() {
+			if k := strconv.Itoa(status); out[k] == nil {
+				out[k] = problemResponse(desc)
+			}
+		}
+	}
+	return out
+}
+
+// problemResponse is an OpenAPI response with a problem body.
+func problemResponse(description string) map[string]any {
+	return map[string]any{
+		"description": description,
+		"headers":     map[string]any{RequestIDHeader: map[string]any{"$ref": "#/components/headers/RequestID"}},
+		"content": map[string]any{
+			"application/problem+json": map[string]any{
+				"schema": map[string]any{"$ref": "#/components/schemas/Problem"},
+			},
+		},
+	}
+}
+
+// byteSize formats n bytes for a description: whole MiB or KiB when it
+// is one, else bytes.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
 // describeRoute records in the document what the API enforces on a
 // route, so that fragments need not repeat it: the scope it needs
-// (x-kiln-scope), the 401 and 403 answers when authentication is on, and
-// the Idempotency-Key parameter on POST routes when idempotency is on.
-func describeRoute(doc map[string]any, method, path string, scope Scope, auth, idem bool) {
+// (x-kiln-scope), the answers its middleware may give in place of its
+// handler (see [API.middlewareAnswers]; an operation's own description of
+// a status stands), and the Idempotency-Key parameter on POST routes when
+// idempotency is on.
+func describeRoute(doc map[string]any, method, path string, scope Scope, answers map[string]any, idem bool) {
 	paths, _ := doc["paths"].(map[string]any)
 	item, _ := paths[path].(map[string]any)
 	op, _ := item[strings.ToLower(method)].(map[string]any)
@@ -230,10 +304,11 @@ func describeRoute(doc map[string]any, method, path string, scope Scope, auth, i
 		return // DocMismatches reports it
 	}
 	op["x-kiln-scope"] = scope.String()
-	if resp, ok := op["responses"].(map[string]any); ok && auth {
-		resp["401"] = map[string]any{"$ref": "#/components/responses/Unauthorized"}
-		if scope > ScopeRead {
-			resp["403"] = map[string]any{"$ref": "#/components/responses/Forbidden"}
+	if resp, ok := op["responses"].(map[string]any); ok {
+		for status, r := range answers {
+			if _, own := resp[status]; !own {
+				resp[status] = r
+			}
 		}
 	}
 	if method == http.MethodPost && idem {

@@ -26,8 +26,10 @@ func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
 // DocMismatches compares the registered routes under [Prefix] with the
 // OpenAPI document and describes every difference: a route the document
 // lacks, a documented operation that is not a route, an operation without
-// responses or with an undeclared path parameter. Tests call it on the
-// fully assembled API; it returns nil when the two agree.
+// responses, with an undeclared path parameter, or without a status the
+// middleware around its route may answer (authentication, body limit,
+// idempotency). Tests call it on the fully assembled API; it returns nil
+// when the two agree.
 func (a *API) DocMismatches() []string {
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
@@ -36,10 +38,9 @@ func (a *API) DocMismatches() []string {
 		return []string{"decode document: " + err.Error()}
 	}
 	var out []string
-	documented := map[string]bool{}
+	documented := map[string]map[string]json.RawMessage{} // pattern → responses
 	for path, ops := range doc.Paths {
 		for method, op := range ops {
-			documented[strings.ToUpper(method)+" "+path] = true
 			var o struct {
 				Parameters []struct {
 					Name string `json:"name"`
@@ -50,6 +51,7 @@ func (a *API) DocMismatches() []string {
 			if err := json.Unmarshal(op, &o); err != nil || len(o.Responses) == 0 {
 				out = append(out, fmt.Sprintf("%s %s has no responses", method, path))
 			}
+			documented[strings.ToUpper(method)+" "+path] = o.Responses
 			for seg := range strings.SplitSeq(path, "/") {
 				name, ok := strings.CutPrefix(seg, "{")
 				if !ok {
@@ -71,8 +73,15 @@ func (a *API) DocMismatches() []string {
 	for _, p := range a.patterns {
 		if _, path, _ := strings.Cut(p, " "); strings.HasPrefix(path, Prefix+"/") {
 			registered[p] = true
-			if !documented[p] {
+			resp, ok := documented[p]
+			if !ok {
 				out = append(out, "route "+p+" is not in the OpenAPI document")
+				continue
+			}
+			for _, status := range a.answers[p] {
+				if _, ok := resp[status]; !ok && len(resp) > 0 {
+					out = append(out, fmt.Sprintf("%s does not document %s, which the middleware around it may answer", p, status))
+				}
 			}
 		}
 	}

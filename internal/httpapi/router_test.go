@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -354,6 +355,23 @@ func TestDocMismatchesFindsDifferences(t *testing.T) {
 			t.Errorf("fragment %s accepted", doc)
 		}
 	}
+	// An operation that lost a status its middleware may answer.
+	a, err := New(Config{Jobs: c, Idempotency: passThrough{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(a.doc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	delete(doc["paths"].(map[string]any)["/api/v1/jobs/{id}/cancel"].(map[string]any)["post"].(map[string]any)["responses"].(map[string]any), "409")
+	if a.doc, err = json.Marshal(doc); err != nil {
+		t.Fatal(err)
+	}
+	want := "POST /api/v1/jobs/{id}/cancel does not document 409, which the middleware around it may answer"
+	if got := a.DocMismatches(); len(got) != 1 || got[0] != want {
+		t.Errorf("undocumented middleware status: mismatches %q, want [%q]", got, want)
+	}
 	// A route outside the prefix is refused.
 	if _, err := New(Config{Jobs: c, Modules: []Module{fakeModule{[]Route{{Pattern: "GET /elsewhere", Handler: ok}}, `{}`}}}); err == nil {
 		t.Error("route outside /api/v1 accepted")
@@ -366,18 +384,31 @@ func (denyAll) Authenticate(context.Context, string) (Principal, error) {
 	return Principal{}, ErrUnauthenticated
 }
 
+// passThrough is idempotency middleware that changes nothing but declares
+// the answers the real one gives.
+type passThrough struct{}
+
+func (passThrough) Middleware(h http.Handler) http.Handler { return h }
+func (passThrough) Responses() map[int]string {
+	return map[int]string{400: "Bad key.", 409: "Key in use.", 422: "Key reused.", 503: "Key store unavailable."}
+}
+
 func TestDocDescribesScopesAndIdempotency(t *testing.T) {
 	t.Parallel()
 	c := newClient(t, make(chan struct{}))
-	a, err := New(Config{Jobs: c, Auth: denyAll{}, Idempotency: func(h http.Handler) http.Handler { return h }})
+	a, err := New(Config{Jobs: c, Auth: denyAll{}, Idempotency: passThrough{}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	type response struct {
+		Ref         string `json:"$ref"`
+		Description string `json:"description"`
+	}
 	var doc struct {
 		Paths map[string]map[string]struct {
-			Scope      string            `json:"x-kiln-scope"`
-			Parameters []json.RawMessage `json:"parameters"`
-			Responses  map[string]any    `json:"responses"`
+			Scope      string              `json:"x-kiln-scope"`
+			Parameters []json.RawMessage   `json:"parameters"`
+			Responses  map[string]response `json:"responses"`
 		} `json:"paths"`
 	}
 	if err := json.Unmarshal(a.Doc(), &doc); err != nil {
@@ -387,23 +418,50 @@ func TestDocDescribesScopesAndIdempotency(t *testing.T) {
 		{"get", "/api/v1/jobs", "read"},
 		{"post", "/api/v1/jobs", "write"},
 		{"delete", "/api/v1/jobs/{id}", "admin"},
+		{"post", "/api/v1/jobs/{id}/cancel", "write"},
 		{"post", "/api/v1/queues/{name}/pause", "admin"},
 	} {
 		op := doc.Paths[tc.path][tc.method]
 		if op.Scope != tc.scope {
 			t.Errorf("%s %s: x-kiln-scope %q, want %q", tc.method, tc.path, op.Scope, tc.scope)
 		}
-		if _, ok := op.Responses["401"]; !ok {
-			t.Errorf("%s %s: no 401 response", tc.method, tc.path)
+		if r := op.Responses["401"]; r.Ref != "#/components/responses/Unauthorized" {
+			t.Errorf("%s %s: 401 response %+v", tc.method, tc.path, r)
 		}
 		if _, ok := op.Responses["403"]; ok != (tc.scope != "read") {
 			t.Errorf("%s %s: 403 documented %v", tc.method, tc.path, ok)
+		}
+		// The body limit and panic recovery wrap every route.
+		if r := op.Responses["413"]; !strings.Contains(r.Description, "1 MiB") {
+			t.Errorf("%s %s: 413 response %+v, want one naming the 1 MiB limit", tc.method, tc.path, r)
+		}
+		if _, ok := op.Responses["500"]; !ok {
+			t.Errorf("%s %s: no 500 response", tc.method, tc.path)
 		}
 		params, _ := json.Marshal(op.Parameters)
 		hasKey := strings.Contains(string(params), "IdempotencyKey")
 		if hasKey != (tc.method == "post") {
 			t.Errorf("%s %s: Idempotency-Key parameter %v", tc.method, tc.path, hasKey)
 		}
+		// Every answer the idempotency middleware declares is on every
+		// POST; an operation's own description of a status stands.
+		if tc.method != "post" {
+			if r, ok := op.Responses["409"]; ok && r.Description == "Key in use." {
+				t.Errorf("%s %s: idempotency's 409 on an operation it does not wrap", tc.method, tc.path)
+			}
+			continue
+		}
+		for status := range (passThrough{}).Responses() {
+			if r := op.Responses[strconv.Itoa(status)]; r.Description == "" {
+				t.Errorf("%s %s: no %d response", tc.method, tc.path, status)
+			}
+		}
+	}
+	if got := doc.Paths["/api/v1/jobs/{id}/cancel"]["post"].Responses["409"].Description; got != "Key in use." {
+		t.Errorf("cancel's 409: %q, want the middleware's", got)
+	}
+	if got := doc.Paths["/api/v1/jobs"]["post"].Responses["422"].Description; got == "Key reused." {
+		t.Errorf("POST /jobs's own 422 was replaced by the middleware's")
 	}
 	if m := a.DocMismatches(); len(m) != 0 {
 		t.Errorf("mismatches: %v", m)

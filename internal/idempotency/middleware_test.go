@@ -158,7 +158,7 @@ func newInstance(t *testing.T, e *dbtest.Env, s setup) *instance {
 	in.probe.db = e.DB
 	api, err := httpapi.New(httpapi.Config{
 		Jobs: in.jobs, DB: e.DB, Auth: s.auth, BodyLimit: s.bodyLimit,
-		Idempotency: in.store.Middleware, Modules: []httpapi.Module{in.probe},
+		Idempotency: in.store, Modules: []httpapi.Module{in.probe},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -654,7 +654,7 @@ func FuzzMiddleware(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Idempotency: store.Middleware, Modules: []httpapi.Module{p}})
+	api, err := httpapi.New(httpapi.Config{Jobs: c, Idempotency: store, Modules: []httpapi.Module{p}})
 	if err != nil {
 		f.Fatal(err)
 	}

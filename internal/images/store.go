@@ -206,13 +206,14 @@ func (s store) deleteVariantsOf(ctx context.Context, id int64, blobID string) er
 
 // linkVariants records blobID, being written, as image id's file for
 // sizes (not ready), so that a later attempt can find and delete it
-// should this one die.
+// should this one die. Its errors do not name the image: the file's
+// writer does.
 func (s store) linkVariants(ctx context.Context, id int64, sizes []int, blobID, contentType string) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		for _, size := range sizes {
 			if _, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO image_variants (image_id, size, blob_id, content_type) VALUES (?, ?, ?, ?)`),
 				id, size, blobID, contentType); err != nil {
-				return fmt.Errorf("link variant %d of image %d: %w", size, id, err)
+				return fmt.Errorf("link variant %d: %w", size, err)
 			}
 		}
 		return nil

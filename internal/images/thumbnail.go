@@ -82,7 +82,7 @@ func (t *thumbnailer) work(ctx context.Context, job *queue.Job, args thumbnailAr
 		return err
 	}
 	if ferr := t.st.fail(ctx, args.ImageID, rej.msg, t.now()); ferr != nil {
-		return fmt.Errorf("image %d: %v; recording it failed: %w", args.ImageID, rej, ferr)
+		return fmt.Errorf("%v; recording it failed: %w", rej, ferr)
 	}
 	job.Logger().Info("image refused", "image_id", args.ImageID, "reason", rej.msg)
 	return queue.Permanent(fmt.Errorf("image %d: %w", args.ImageID, err))

@@ -68,13 +68,14 @@ func (s store) get(ctx context.Context, q database.Querier, id int64) (Report, e
 var errLinkLost = errors.New("the report no longer expects this attempt's file")
 
 // linkBlob records blobID as report id's file in progress, so that a
-// later attempt can find and delete it should this one die.
+// later attempt can find and delete it should this one die. Its errors
+// do not name the report: the file's writer does.
 func (s store) linkBlob(ctx context.Context, id int64, blobID string) error {
 	res, err := s.db.W.ExecContext(ctx, s.db.Rebind(`UPDATE reports SET blob_id = ? WHERE id = ? AND completed_at IS NULL`), blobID, id)
 	if err != nil {
-		return fmt.Errorf("link file to report %d: %w", id, err)
+		return fmt.Errorf("link the file: %w", err)
 	}
-	return oneRow(res, fmt.Sprintf("link file to report %d", id))
+	return oneRow(res, "link the file")
 }
 
 // unlinkBlob clears report id's unfinished file reference if it is still

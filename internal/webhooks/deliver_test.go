@@ -325,6 +325,12 @@ func TestDeletedEndpoint(t *testing.T) {
 		if r := e.do("GET", fmt.Sprintf("/api/v1/webhook-deliveries/%d", d.ID), ""); r.status != 404 {
 			t.Errorf("deleted delivery: %d %s", r.status, r.body)
 		}
+		// An attempt that ends after the deletion is not recorded; the
+		// error names the delivery once.
+		_, err := store{de.DB}.record(context.Background(), d.ID, Attempt{JobAttempt: 9, StartedAt: time.Now(), Outcome: OutcomeRetry, Error: "late"}, StatusPending, time.Now())
+		if want := fmt.Sprintf("record attempt of webhook delivery %d: not found", d.ID); !errors.Is(err, ErrNotFound) || err.Error() != want {
+			t.Errorf("record after deletion: %v, want %q", err, want)
+		}
 	})
 }
 

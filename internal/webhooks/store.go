@@ -260,13 +260,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
 		if k, err := res.RowsAffected(); err != nil {
 			return fmt.Errorf("update the delivery: %w", err)
 		} else if k == 0 {
-			return fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+			return ErrNotFound
 		}
 		return nil
 	})
 	if database.IsForeignKeyViolation(err) {
 		// The endpoint, and so the delivery, was deleted meanwhile.
-		err = fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+		err = ErrNotFound
 	}
 	if err != nil {
 		return 0, fmt.Errorf("record attempt of webhook delivery %d: %w", id, err)

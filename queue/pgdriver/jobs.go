@@ -123,10 +123,10 @@ func background(ctx context.Context) (context.Context, context.CancelFunc) {
 func (d *Driver) GetJob(ctx context.Context, id int64) (*queue.Job, error) {
 	j, err := scanJob(d.pool.QueryRow(ctx, `SELECT `+jobCols+` FROM kiln_jobs j WHERE j.id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("job %d: %w", id, queue.ErrNotFound)
+		return nil, queue.ErrNotFound
 	}
 	if err != nil {
-		return nil, d.explain(fmt.Sprintf("get job %d", id), err)
+		return nil, d.explain("read the job", err)
 	}
 	return j, nil
 }
@@ -430,7 +430,7 @@ func (d *Driver) SetProgress(ctx context.Context, l queue.Lease, percent int, me
 	tag, err := d.pool.Exec(ctx, `UPDATE kiln_jobs SET progress = $1, progress_message = $2
 	 WHERE id = $3 AND attempt = $4 AND lease_token = $5 AND state = 'running'`, percent, message, l.ID, l.Attempt, l.Token)
 	if err != nil {
-		return d.explain("set progress", err)
+		return d.explain("update the job", err)
 	}
 	if tag.RowsAffected() == 0 {
 		return queue.ErrLeaseLost
@@ -489,7 +489,7 @@ func (d *Driver) CancelJob(ctx context.Context, tx any, id int64, now time.Time)
 		}
 		out, err = t.job(ctx, q, args...)
 		if err != nil {
-			return d.explain(fmt.Sprintf("cancel job %d", id), err)
+			return d.explain("update the job", err)
 		}
 		return nil
 	})
@@ -510,17 +510,17 @@ func (d *Driver) RetryJob(ctx context.Context, tx any, id int64, now time.Time) 
 			return err
 		}
 		if j.State == queue.StateRunning {
-			return fmt.Errorf("job %d is running: %w", id, queue.ErrWrongState)
+			return fmt.Errorf("%w: it is running", queue.ErrWrongState)
 		}
 		out, err = t.job(ctx, `UPDATE kiln_jobs j SET state = 'available', run_at = $2, finalized_at = NULL,
 		 cancel_requested = false, progress = 0, progress_message = NULL,
 		 max_attempts = greatest(j.max_attempts, j.attempt + 1)
 		 WHERE j.id = $1 RETURNING `+jobCols, id, now)
 		if err != nil {
-			return d.explain(fmt.Sprintf("retry job %d", id), err)
+			return d.explain("update the job", err)
 		}
 		if err := t.exec(ctx, `SELECT pg_notify($1, $2)`, d.channel, out.Queue); err != nil {
-			return d.explain(fmt.Sprintf("retry job %d", id), err)
+			return d.explain("notify the job's queue", err)
 		}
 		return nil
 	})
@@ -546,10 +546,10 @@ func (d *Driver) withTx(ctx context.Context, tx any, fn func(t txq) error) error
 func (d *Driver) lockJob(ctx context.Context, t txq, id int64) (*queue.Job, error) {
 	j, err := t.job(ctx, `SELECT `+jobCols+` FROM kiln_jobs j WHERE j.id = $1 FOR UPDATE`, id)
 	if err != nil {
-		return nil, d.explain(fmt.Sprintf("get job %d", id), err)
+		return nil, d.explain("lock the job", err)
 	}
 	if j == nil {
-		return nil, fmt.Errorf("job %d: %w", id, queue.ErrNotFound)
+		return nil, queue.ErrNotFound
 	}
 	return j, nil
 }
@@ -563,10 +563,10 @@ func (d *Driver) DeleteJob(ctx context.Context, id int64) (*queue.Job, error) {
 			return err
 		}
 		if j.State == queue.StateRunning {
-			return fmt.Errorf("job %d is running; cancel it first: %w", id, queue.ErrWrongState)
+			return fmt.Errorf("%w: it is running; cancel it first", queue.ErrWrongState)
 		}
 		if err := t.exec(ctx, `DELETE FROM kiln_jobs WHERE id = $1`, id); err != nil {
-			return d.explain(fmt.Sprintf("delete job %d", id), err)
+			return d.explain("delete the job", err)
 		}
 		out = j
 		return nil

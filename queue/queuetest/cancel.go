@@ -3,6 +3,7 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -54,9 +55,8 @@ func testCancelWaiting(h *harness) {
 	if got, err := c.Cancel(h.ctx, done.ID); err != nil || got.State != queue.StateCompleted {
 		h.Errorf("cancel of a completed job: %s, %v; want it unchanged", describe(got), err)
 	}
-	if _, err := c.Cancel(h.ctx, done.ID+1000); !errors.Is(err, queue.ErrNotFound) {
-		h.Errorf("cancel of a missing job: %v, want ErrNotFound", err)
-	}
+	_, err := c.Cancel(h.ctx, done.ID+1000)
+	wantErr(h, "cancel of a missing job", err, queue.ErrNotFound, fmt.Sprintf("cancel job %d: job not found", done.ID+1000))
 	// A cancelled scheduled job is not promoted when its time comes.
 	h.clock.Advance(2 * time.Hour)
 	marker := h.insert(c, queue.InsertParams{Kind: "job", Opts: queue.InsertOpts{RunIn: time.Minute}})

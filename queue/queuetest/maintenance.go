@@ -3,6 +3,7 @@ package queuetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -197,18 +198,17 @@ func testRetryOp(h *harness) {
 
 	running := h.insert(c, queue.InsertParams{Kind: "block"})
 	recv(h, blocking, "the blocking handler to start")
-	if _, err := c.Retry(h.ctx, running.ID); !errors.Is(err, queue.ErrWrongState) {
-		h.Errorf("Retry of a running job: %v, want ErrWrongState", err)
-	}
-	if _, err := c.Delete(h.ctx, running.ID); !errors.Is(err, queue.ErrWrongState) {
-		h.Errorf("Delete of a running job: %v, want ErrWrongState", err)
-	}
+	_, err = c.Retry(h.ctx, running.ID)
+	wantErr(h, "Retry of a running job", err, queue.ErrWrongState,
+		fmt.Sprintf("retry job %d: job is in the wrong state for this operation: it is running", running.ID))
+	_, err = c.Delete(h.ctx, running.ID)
+	wantErr(h, "Delete of a running job", err, queue.ErrWrongState,
+		fmt.Sprintf("delete job %d: job is in the wrong state for this operation: it is running; cancel it first", running.ID))
 	if got := h.get(c, running.ID); got.State != queue.StateRunning {
 		h.Errorf("refused operations changed a running job: %s", describe(got))
 	}
-	if _, err := c.Retry(h.ctx, running.ID+1000); !errors.Is(err, queue.ErrNotFound) {
-		h.Errorf("Retry of a missing job: %v, want ErrNotFound", err)
-	}
+	_, err = c.Retry(h.ctx, running.ID+1000)
+	wantErr(h, "Retry of a missing job", err, queue.ErrNotFound, fmt.Sprintf("retry job %d: job not found", running.ID+1000))
 	if _, err := c.Cancel(h.ctx, running.ID); err != nil {
 		h.Fatal(err)
 	}
@@ -229,12 +229,10 @@ func testDeleteOp(h *harness) {
 	if got.ID != j.ID || got.State != queue.StateAvailable || !jsonEqual(got.Args, []byte(`{"x":1}`)) {
 		h.Errorf("Delete returned %s args %s, want the job as it was", describe(got), got.Args)
 	}
-	if _, err := c.Get(h.ctx, j.ID); !errors.Is(err, queue.ErrNotFound) {
-		h.Errorf("Get after Delete: %v, want ErrNotFound", err)
-	}
-	if _, err := c.Delete(h.ctx, j.ID); !errors.Is(err, queue.ErrNotFound) {
-		h.Errorf("second Delete: %v, want ErrNotFound", err)
-	}
+	_, err = c.Get(h.ctx, j.ID)
+	wantErr(h, "Get after Delete", err, queue.ErrNotFound, fmt.Sprintf("get job %d: job not found", j.ID))
+	_, err = c.Delete(h.ctx, j.ID)
+	wantErr(h, "second Delete", err, queue.ErrNotFound, fmt.Sprintf("delete job %d: job not found", j.ID))
 	h.get(c, keep.ID)
 }
 

@@ -290,6 +290,15 @@ func describe(j *queue.Job) string {
 
 func isErr(err, target error) bool { return errors.Is(err, target) }
 
+// wantErr checks that err wraps target and reads exactly msg: each layer
+// adds its context once ("get job 8: job not found").
+func wantErr(h *harness, what string, err, target error, msg string) {
+	h.Helper()
+	if !errors.Is(err, target) || err.Error() != msg {
+		h.Errorf("%s: %v, want %q wrapping %v", what, err, msg, target)
+	}
+}
+
 // jsonEqual reports whether a and b hold the same JSON value; drivers may
 // store JSON in a normalised form.
 func jsonEqual(a, b []byte) bool {

@@ -396,10 +396,10 @@ func (d *Driver) insertChunk(ctx context.Context, tx *sql.Tx, full *sql.Stmt, si
 func (d *Driver) GetJob(ctx context.Context, id int64) (*queue.Job, error) {
 	j, err := scanJob(d.r.QueryRowContext(ctx, `SELECT `+jobCols+` FROM kiln_jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %d: %w", id, queue.ErrNotFound)
+		return nil, queue.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: get job %d: %w", id, err)
+		return nil, fmt.Errorf("sqlite: read the job: %w", err)
 	}
 	return j, nil
 }
@@ -590,7 +590,7 @@ func (d *Driver) ExtendLeases(ctx context.Context, leases []queue.Lease, until t
 		for i, l := range leases {
 			res, err := st.ExecContext(ctx, us(until), l.ID, l.Attempt, l.Token)
 			if err != nil {
-				return fmt.Errorf("sqlite: extend lease of job %d: %w", l.ID, err)
+				return fmt.Errorf("sqlite: extend leases: %w", err)
 			}
 			n, err := res.RowsAffected()
 			if err != nil {
@@ -638,7 +638,7 @@ func (d *Driver) SetProgress(ctx context.Context, l queue.Lease, percent int, me
 		res, err := tx.ExecContext(ctx, `UPDATE kiln_jobs SET progress = ?, progress_message = ?
 		 WHERE id = ? AND attempt = ? AND lease_token = ? AND state = 'running'`, percent, message, l.ID, l.Attempt, l.Token)
 		if err != nil {
-			return fmt.Errorf("sqlite: set progress: %w", err)
+			return fmt.Errorf("sqlite: update the job: %w", err)
 		}
 		n, err = res.RowsAffected()
 		return err
@@ -665,10 +665,10 @@ func (d *Driver) ExpiredLeases(ctx context.Context, now time.Time, limit int) ([
 func getTx(ctx context.Context, tx *sql.Tx, id int64) (*queue.Job, error) {
 	j, err := scanJob(tx.QueryRowContext(ctx, `SELECT `+jobCols+` FROM kiln_jobs WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("job %d: %w", id, queue.ErrNotFound)
+		return nil, queue.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("sqlite: get job %d: %w", id, err)
+		return nil, fmt.Errorf("sqlite: read the job: %w", err)
 	}
 	return j, nil
 }
@@ -695,7 +695,7 @@ func (d *Driver) CancelJob(ctx context.Context, tx any, id int64, now time.Time)
 			return nil
 		}
 		if err != nil {
-			return fmt.Errorf("sqlite: cancel job %d: %w", id, err)
+			return fmt.Errorf("sqlite: update the job: %w", err)
 		}
 		out, err = getTx(ctx, tx, id)
 		return err
@@ -712,12 +712,12 @@ func (d *Driver) RetryJob(ctx context.Context, tx any, id int64, now time.Time) 
 			return err
 		}
 		if j.State == queue.StateRunning {
-			return fmt.Errorf("job %d is running: %w", id, queue.ErrWrongState)
+			return fmt.Errorf("%w: it is running", queue.ErrWrongState)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE kiln_jobs SET state = 'available', run_at = ?, finalized_at = NULL,
 		 cancel_requested = 0, progress = 0, progress_message = NULL,
 		 max_attempts = max(max_attempts, attempt + 1) WHERE id = ?`, us(now), id); err != nil {
-			return fmt.Errorf("sqlite: retry job %d: %w", id, err)
+			return fmt.Errorf("sqlite: update the job: %w", err)
 		}
 		out, err = getTx(ctx, tx, id)
 		return err
@@ -734,10 +734,10 @@ func (d *Driver) DeleteJob(ctx context.Context, id int64) (*queue.Job, error) {
 			return err
 		}
 		if j.State == queue.StateRunning {
-			return fmt.Errorf("job %d is running; cancel it first: %w", id, queue.ErrWrongState)
+			return fmt.Errorf("%w: it is running; cancel it first", queue.ErrWrongState)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM kiln_jobs WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("sqlite: delete job %d: %w", id, err)
+			return fmt.Errorf("sqlite: delete the job: %w", err)
 		}
 		out = j
 		return nil
