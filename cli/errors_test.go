@@ -75,6 +75,8 @@ func TestBadInput(t *testing.T) {
 		{"video upload limit", nil, []string{"serve", "--db", good, "--video-max-upload", "0"}, 2, "--video-max-upload"},
 		{"ffmpeg timeout", nil, []string{"worker", "--db", good, "--ffmpeg-timeout", "-1s"}, 2, "--ffmpeg-timeout"},
 		{"webhook timeout", nil, []string{"serve", "--db", good, "--webhook-timeout", "0s"}, 2, "--webhook-timeout"},
+		{"webhook allow networks", nil, []string{"serve", "--db", good, "--webhook-allow-networks", "10.0.0.0/8,127.0.0.1"}, 2, `--webhook-allow-networks: "127.0.0.1" is not a CIDR range`},
+		{"bad env webhook allow networks", []string{"KILN_WEBHOOK_ALLOW_NETWORKS=10.0.0.0/33"}, []string{"worker", "--db", good}, 2, "--webhook-allow-networks"},
 		{"bad env image sizes", []string{"KILN_IMAGE_SIZES=1,2"}, []string{"worker", "--db", good}, 2, "--image-sizes"},
 		{"bad log level", nil, []string{"worker", "--db", good, "--log-level", "loud"}, 2, "--log-level"},
 		{"unknown flag", nil, []string{"worker", "--db", good, "--bogus"}, 2, "unknown flag: --bogus"},

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"log/slog"
-	"net/http"
 	"runtime"
 	"time"
 
@@ -28,6 +27,7 @@ type kindFlags struct {
 	ffmpeg         string
 	ffmpegTimeout  time.Duration
 	webhookTimeout time.Duration
+	webhookAllow   string
 }
 
 func (k *kindFlags) register(cmd *cobra.Command) {
@@ -40,6 +40,7 @@ func (k *kindFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&k.ffmpeg, "ffmpeg", "ffmpeg", "video.thumbnail: the ffmpeg program, a path or a name on the PATH; without it the kind is listed as unavailable")
 	fl.DurationVar(&k.ffmpegTimeout, "ffmpeg-timeout", videos.DefaultTimeout, "video.thumbnail: how long one attempt, ffmpeg included, may run")
 	fl.DurationVar(&k.webhookTimeout, "webhook-timeout", webhooks.DefaultTimeout, "webhook.deliver: how long one delivery attempt may take, response included")
+	fl.StringVar(&k.webhookAllow, "webhook-allow-networks", "", "webhook.deliver: comma-separated CIDR ranges that webhooks may reach although they are not public, as in 10.0.0.0/8,127.0.0.0/8 (default none: loopback, private, link-local and other special addresses are refused, at registration and at every connection after DNS resolution)")
 }
 
 // check validates the flags and returns the kinds' settings, without
@@ -69,11 +70,15 @@ func (k *kindFlags) check() (*app.Kinds, error) {
 	if k.webhookTimeout <= 0 {
 		return nil, usagef("--webhook-timeout must be positive, got %s", k.webhookTimeout)
 	}
+	allow, err := webhooks.ParseNetworks(k.webhookAllow)
+	if err != nil {
+		return nil, usagef("--webhook-allow-networks: %v", err)
+	}
 	out := &app.Kinds{
 		Images:         images.Options{Sizes: sizes, MaxUploadBytes: imgMax, MaxPixels: k.imageMaxPixels, MaxDecoding: k.imageDecoding},
 		Videos:         videos.Options{FFmpeg: k.ffmpeg, Timeout: k.ffmpegTimeout},
 		VideoMaxUpload: vidMax,
-		Webhooks:       webhooks.Options{Timeout: k.webhookTimeout},
+		Webhooks:       webhooks.Options{Timeout: k.webhookTimeout, AllowNetworks: allow},
 	}
 	if err := out.Images.Validate(); err != nil {
 		return nil, usagef("image settings: %v", err)
@@ -93,7 +98,7 @@ func (k *kindFlags) kinds(tr *tracing.Tracing, log *slog.Logger, serving bool) (
 	if out.Images.MaxDecoding == 0 && !serving {
 		out.Images.MaxDecoding = runtime.GOMAXPROCS(0)
 	}
-	out.Webhooks.Client = &http.Client{Transport: tr.HTTPClient(nil)}
+	out.Webhooks.WrapTransport = tr.HTTPClient
 	out.Webhooks.Breakers = resilience.NewBreakers(resilience.BreakerOptions{
 		OnStateChange: func(host string, from, to resilience.State) {
 			lvl := slog.LevelInfo

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -109,8 +110,36 @@ func TestImageDecodingDefault(t *testing.T) {
 		if got.Images.MaxDecoding != tc.want {
 			t.Errorf("%v serving=%v: MaxDecoding %d, want %d", tc.args, tc.serving, got.Images.MaxDecoding, tc.want)
 		}
-		if got.Webhooks.Breakers == nil || got.Webhooks.Client == nil {
-			t.Errorf("%v: webhooks get no breakers or client", tc.args)
+		if got.Webhooks.Breakers == nil || got.Webhooks.WrapTransport == nil {
+			t.Errorf("%v: webhooks get no breakers or transport wrapper", tc.args)
+		}
+	}
+}
+
+// TestWebhookAllowNetworks: --webhook-allow-networks reaches the
+// webhooks' options, for registration and delivery alike; by default
+// no range is allowed.
+func TestWebhookAllowNetworks(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "[]"},
+		{[]string{"--webhook-allow-networks", "10.0.0.0/8, 127.0.0.0/8,fd00::/8"}, "[10.0.0.0/8 127.0.0.0/8 fd00::/8]"},
+	} {
+		var k kindFlags
+		cmd := &cobra.Command{Use: "x"}
+		k.register(cmd)
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		got, err := k.check()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := fmt.Sprint(got.Webhooks.AllowNetworks); s != tc.want {
+			t.Errorf("%v: allowed %s, want %s", tc.args, s, tc.want)
 		}
 	}
 }

@@ -163,7 +163,10 @@ func TestServeTracesRequestToJob(t *testing.T) {
 		"OTEL_SDK_DISABLED=false",
 		"OTEL_TRACES_EXPORTER=otlp",
 		"OTEL_SERVICE_NAME=kiln-e2e",
-	}}, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-addr", "off")
+	}}, "serve", "--addr", "127.0.0.1:0", "--db", db, "--admin-addr", "off",
+		// The receiver listens on loopback, which webhooks may not reach
+		// unless allowed.
+		"--webhook-allow-networks", "127.0.0.0/8")
 	var m []string
 	waitFor(t, 30*time.Second, func() string { return "the listening line\n" + s.stderr.String() }, func() (bool, error) {
 		if s.exited() {

@@ -113,7 +113,7 @@ func New(cfg Config) (*App, error) {
 			orders.NewHandler(orders.NewService(db, orders.NewStore(db), cfg.Jobs, cfg.Now)),
 			reports.NewHandler(reports.NewService(db, cfg.Jobs, a.Blobs, cfg.Now)),
 			images.NewHandler(imgs),
-			webhooks.NewHandler(webhooks.NewService(db, cfg.Jobs, cfg.Kinds.breakers(), cfg.Now)),
+			webhooks.NewHandler(webhooks.NewService(db, cfg.Jobs, cfg.Kinds.webhookOptions(cfg.Now))),
 			videos.NewHandler(videos.NewService(db, cfg.Jobs, a.Blobs, cfg.Now), cfg.Kinds.VideoMaxUpload),
 		},
 	}

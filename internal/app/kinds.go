@@ -1,6 +1,8 @@
 package app
 
 import (
+	"time"
+
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/images"
@@ -21,10 +23,11 @@ type Kinds struct {
 	// Images sets upload limits, variant sizes and decoding limits of
 	// image.thumbnail.
 	Images images.Options
-	// Webhooks sets the HTTP client, per-attempt timeout and retry policy
-	// of webhook.deliver. RegisterKinds fills in Breakers when it is nil,
-	// so that the API reports the state of the breakers the deliveries
-	// use.
+	// Webhooks sets the transport wrapper, per-attempt timeout, retry
+	// policy and allowed networks of webhook.deliver; the API refuses to
+	// register endpoints the deliveries would refuse to reach.
+	// RegisterKinds fills in Breakers when it is nil, so that the API
+	// reports the state of the breakers the deliveries use.
 	Webhooks webhooks.Options
 	// Videos sets the ffmpeg program and the timeout of video.thumbnail.
 	Videos videos.Options
@@ -52,10 +55,14 @@ func RegisterKinds(w *queue.Workers, db *database.DB, k *Kinds) error {
 	return nil
 }
 
-// breakers returns the webhook breakers k shares, or a new set.
-func (k *Kinds) breakers() *resilience.Breakers {
+// webhookOptions returns the options of the API's webhook service: the
+// deliveries' breakers (a new set when k has none yet) and allowed
+// networks, and the API's clock now.
+func (k *Kinds) webhookOptions(now func() time.Time) webhooks.Options {
 	if k.Webhooks.Breakers == nil {
 		k.Webhooks.Breakers = resilience.NewBreakers(resilience.BreakerOptions{})
 	}
-	return k.Webhooks.Breakers
+	o := k.Webhooks
+	o.Now = now
+	return o
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strconv"
@@ -45,11 +46,27 @@ const (
 )
 
 // Options configure webhook delivery. Zero fields take the defaults.
+// [NewService] takes the same value, for what registration shares with
+// delivery.
 type Options struct {
-	// Client sends the requests (default: a client of its own with the
-	// default transport). Its redirect policy and timeout are not used:
-	// redirects are never followed, and Timeout bounds each attempt.
-	Client *http.Client
+	// AllowNetworks are ranges that webhooks may reach although they are
+	// not public (loopback, private, link-local, …; see [AddressError]).
+	// By default only public addresses are reached: an endpoint URL
+	// naming another address is refused at registration, and every
+	// delivery's connection is checked after DNS resolution, so that a
+	// name that resolves, or later re-resolves, to such an address is
+	// refused too.
+	AllowNetworks []netip.Prefix
+	// WrapTransport, when set, wraps the transport that sends the
+	// requests, as tracing does; what it returns must pass each request
+	// on to the transport it is given. That transport connects only to
+	// addresses AllowNetworks lets through, and never through a proxy
+	// (HTTP_PROXY and the like are ignored: a proxy would connect to
+	// addresses nobody checked). Redirects are never followed.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Resolver looks up the endpoints' host names (default: the net
+	// package's).
+	Resolver *net.Resolver
 	// Breakers are the circuit breakers per host; pass the same set to
 	// [NewService]. Default: a set with resilience's defaults (5
 	// failures in a row open a host's breaker for 30s).
@@ -89,14 +106,14 @@ type deliverer struct {
 
 func newDeliverer(db *database.DB, o Options) *deliverer {
 	d := &deliverer{st: store{db}, breakers: o.Breakers, timeout: o.Timeout, retry: o.Retry, now: o.Now}
-	base := o.Client
-	if base == nil {
-		base = &http.Client{}
+	var rt http.RoundTripper = newTransport(guard{o.AllowNetworks}, o.Resolver)
+	if o.WrapTransport != nil {
+		rt = o.WrapTransport(rt)
 	}
-	c := *base
-	c.Timeout = 0
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	d.client = &c
+	d.client = &http.Client{
+		Transport:     rt,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	if d.breakers == nil {
 		d.breakers = resilience.NewBreakers(resilience.BreakerOptions{})
 	}
@@ -116,6 +133,31 @@ func newDeliverer(db *database.DB, o Options) *deliverer {
 		d.now = time.Now
 	}
 	return d
+}
+
+// newTransport returns the transport of deliveries: it connects only to
+// addresses g lets through, checked by the dialer at every connection
+// after DNS resolution (so a name that re-resolves to another address is
+// checked again), and uses no proxy. Its other settings are
+// http.DefaultTransport's.
+func newTransport(g guard, r *net.Resolver) *http.Transport {
+	dialer := &net.Dialer{
+		Timeout:   30 * time.Second,
+		KeepAlive: 30 * time.Second,
+		Resolver:  r,
+		Control:   g.control,
+	}
+	return &http.Transport{
+		// No proxy: it would connect on our behalf to addresses the
+		// dialer never sees.
+		Proxy:                 nil,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
 }
 
 // message is the JSON body of a delivery.
@@ -242,6 +284,12 @@ func (d *deliverer) send(ctx context.Context, t target) (Attempt, sendOutcome) {
 	resp, err := d.client.Do(req)
 	if err != nil {
 		finish()
+		var refused *AddressError
+		if errors.As(err, &refused) {
+			// Refused before connecting: no retry would change that.
+			a.Error, a.Outcome = refused.Error(), OutcomeFailed
+			return a, sendOutcome{breaker: resilience.Ignore}
+		}
 		if ctx.Err() != nil {
 			// The job was stopped, not the endpoint at fault.
 			a.Error, a.Outcome = "interrupted: "+context.Cause(ctx).Error(), OutcomeInterrupted

@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -408,5 +411,137 @@ func TestReadSnippet(t *testing.T) {
 	}
 	if got := readSnippet(io.NopCloser(strings.NewReader("a\x00b\xffc"))); got != "a\uFFFDb\uFFFDc" {
 		t.Errorf("%q", got)
+	}
+}
+
+// expectRefused checks that delivery d failed at once, permanently, on
+// the refusal of addr as reason, and that the receiver got nothing.
+func expectRefused(t *testing.T, e *env, d deliveryView, rc *receiver, addr, reason string) {
+	t.Helper()
+	j := e.waitJob(d.JobID)
+	want := fmt.Sprintf("webhook address %s is %s; allow it with --webhook-allow-networks", addr, reason)
+	if j.State != queue.StateFailed || j.Attempt != 1 || len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, want) {
+		t.Errorf("job %s after %d attempts: %+v, want failed at once with %q", j.State, j.Attempt, j.Errors, want)
+	}
+	got := e.delivery(d.ID)
+	if got.Status != "failed" || outcomes(got) != "1:failed:0" || got.Attempts[0].Error != want || got.LastError != want {
+		t.Errorf("delivery %+v, want failed with %q", got, want)
+	}
+	if n := rc.hits.Load(); n != 0 {
+		t.Errorf("the receiver got %d requests", n)
+	}
+}
+
+// TestDeliverResolvedLoopback: a name that passes registration but
+// resolves to 127.0.0.1 at delivery is refused at the connection, for
+// good, and no request reaches the receiver listening there; with
+// loopback allowed, the same endpoint is delivered to.
+func TestDeliverResolvedLoopback(t *testing.T) {
+	t.Parallel()
+	setup := func(t *testing.T, de *dbtest.Env, o envOpts) (*env, *receiver, deliveryView, *fakeDNS) {
+		dns := newFakeDNS(t, netip.MustParseAddr("127.0.0.1"))
+		rc := newReceiver(t, status(200, ""))
+		o.resolver = dns.resolver()
+		e := newEnv(t, de, o)
+		wh := e.createWebhook(rc.urlAt("hooks.example.test", "/in"))
+		return e, rc, e.deliver(wh.ID, "ping", `{}`), dns
+	}
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
+			e, rc, d, dns := setup(t, de, envOpts{publicOnly: true})
+			expectRefused(t, e, d, rc, "127.0.0.1", "loopback")
+			if dns.queries.Load() == 0 {
+				t.Error("the name was never resolved")
+			}
+		})
+	})
+	t.Run("allowed", func(t *testing.T) {
+		t.Parallel()
+		dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
+			e, rc, d, _ := setup(t, de, envOpts{allow: []netip.Prefix{loopback}})
+			if j := e.waitJob(d.JobID); j.State != queue.StateCompleted || rc.hits.Load() != 1 {
+				t.Errorf("job %s %+v, %d requests", j.State, j.Errors, rc.hits.Load())
+			}
+		})
+	})
+}
+
+// TestDeliverRebinding: every connection is checked after its own DNS
+// lookup. A name that resolved to an allowed address for one delivery
+// and re-resolves to the cloud metadata address for the next is refused
+// then, before any connection is made.
+func TestDeliverRebinding(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
+		dns := newFakeDNS(t, netip.MustParseAddr("127.0.0.1"))
+		rc := newReceiver(t, func(n int, w http.ResponseWriter, r *http.Request) {
+			// A new connection for every delivery, and so a new lookup.
+			w.Header().Set("Connection", "close")
+			status(200, "")(n, w, r)
+		})
+		e := newEnv(t, de, envOpts{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, resolver: dns.resolver()})
+		wh := e.createWebhook(rc.urlAt("rebind.example.test", "/"))
+		d := e.deliver(wh.ID, "ping", `{}`)
+		if j := e.waitJob(d.JobID); j.State != queue.StateCompleted || rc.hits.Load() != 1 {
+			t.Fatalf("first delivery: job %s %+v, %d requests", j.State, j.Errors, rc.hits.Load())
+		}
+		dns.set(netip.MustParseAddr("169.254.169.254"))
+		rc.hits.Store(0)
+		d = e.deliver(wh.ID, "ping", `{}`)
+		expectRefused(t, e, d, rc, "169.254.169.254", "link-local")
+	})
+}
+
+// TestDeliverRefusesLocalhost: an endpoint stored while its address was
+// allowed (or before addresses were checked) is refused at delivery once
+// it is not: localhost, resolved the ordinary way (/etc/hosts), is
+// loopback.
+func TestDeliverRefusesLocalhost(t *testing.T) {
+	t.Parallel()
+	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
+		rc := newReceiver(t, status(200, ""))
+		e := newEnv(t, de, envOpts{publicOnly: true})
+		ep := Endpoint{URL: rc.urlAt("localhost", "/"), Secret: SecretPrefix + "x", CreatedAt: time.Now()}
+		if err := e.svc.st.insertEndpoint(context.Background(), &ep); err != nil {
+			t.Fatal(err)
+		}
+		d := e.deliver(ep.ID, "ping", `{}`)
+		j := e.waitJob(d.JobID)
+		got := e.delivery(d.ID)
+		if j.State != queue.StateFailed || j.Attempt != 1 || outcomes(got) != "1:failed:0" ||
+			!strings.Contains(got.LastError, "is loopback; allow it with --webhook-allow-networks") {
+			t.Errorf("job %s after %d attempts, delivery %+v", j.State, j.Attempt, got)
+		}
+		if n := rc.hits.Load(); n != 0 {
+			t.Errorf("the receiver got %d requests", n)
+		}
+	})
+}
+
+// TestTransport: the deliveries' transport uses no proxy, whatever the
+// environment says, and refuses a literal address at the dial.
+func TestTransport(t *testing.T) {
+	t.Parallel()
+	if tr := newTransport(guard{}, nil); tr.Proxy != nil {
+		t.Error("the transport uses a proxy")
+	}
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(srv.Close)
+	c := &http.Client{Transport: newTransport(guard{}, nil)}
+	_, err := c.Get(srv.URL)
+	var refused *AddressError
+	if !errors.As(err, &refused) || refused.Addr != netip.MustParseAddr("127.0.0.1") || refused.Reason != "loopback" || hits.Load() != 0 {
+		t.Errorf("GET %s: %v, %d requests", srv.URL, err, hits.Load())
+	}
+	c = &http.Client{Transport: newTransport(guard{[]netip.Prefix{loopback}}, nil)}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if hits.Load() != 1 {
+		t.Errorf("allowed: %d requests", hits.Load())
 	}
 }

@@ -3,7 +3,9 @@ package webhooks
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"testing"
@@ -45,6 +47,49 @@ func FuzzValidateURL(f *testing.F) {
 		}
 		if _, err := http.NewRequest("POST", got, nil); err != nil {
 			t.Fatalf("%q: accepted but net/http refuses it: %v", got, err)
+		}
+	})
+}
+
+// FuzzCheckURL: never a panic, on any string; a URL whose host is a
+// non-public address in its usual form is refused, with everything
+// allowed nothing is refused as an address, and what the odd IPv4 forms
+// read agrees with netip on the usual form.
+func FuzzCheckURL(f *testing.F) {
+	for _, s := range []string{
+		"https://example.com/hooks", "http://127.0.0.1/", "http://2130706433/", "http://0x7f.1/", "http://127.1/",
+		"http://0177.0.0.1/", "http://[::ffff:127.0.0.1]/", "http://[fe80::1%25eth0]:80/", "http://localhost./",
+		"http://api.localhost/", "http://169.254.169.254/latest/meta-data/", "http://0/", "http://[::]/",
+		"http://\uff11\uff12\uff17.0.0.1/", "http://1.2.3.4.5/", "http://0x100000000/", "http://[64:ff9b::7f00:1]/",
+		"http://[2002:7f00:1::]/", "http://93.184.215.14/", "http://[2606:4700::1]/", "%zz", "",
+	} {
+		f.Add(s)
+	}
+	all := guard{[]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := guard{}.checkURL(s)
+		var refused *AddressError
+		if errors.As(err, &refused) && (refused.Reason == "" || refused.Error() == "" || refused.fieldMessage() == "") {
+			t.Fatalf("%q: refusal without a reason: %+v", s, refused)
+		}
+		if err := all.checkURL(s); errors.As(err, &refused) {
+			t.Fatalf("%q: refused with everything allowed: %v", s, err)
+		}
+		u, perr := url.Parse(s)
+		if perr != nil {
+			return
+		}
+		host := u.Hostname()
+		if a, aerr := netip.ParseAddr(host); aerr == nil {
+			why, _ := classify(a)
+			if (why != "") != errors.As(err, &refused) {
+				t.Fatalf("%q: address %s is %q, but checkURL says %v", s, a, why, err)
+			}
+			if a.Is4() && a.Zone() == "" {
+				if b, ok := parseIPv4Loose(strings.Split(host, ".")); !ok || b != a {
+					t.Fatalf("%q: loose IPv4 reads %s as %s, %v", s, host, b, ok)
+				}
+			}
 		}
 	})
 }

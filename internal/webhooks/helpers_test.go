@@ -5,13 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
@@ -53,21 +57,39 @@ type env struct {
 type envOpts struct {
 	timeout     time.Duration // per attempt; 0: 2s
 	maxAttempts int           // 0: 8
+	// allow are the networks webhooks may reach besides public ones;
+	// nil: 127.0.0.0/8, where the test receivers listen.
+	allow []netip.Prefix
+	// publicOnly allows no network: a deployment's default.
+	publicOnly bool
+	resolver   *net.Resolver // nil: the default
 }
+
+// loopback is the range the test receivers listen in.
+var loopback = netip.MustParsePrefix("127.0.0.0/8")
 
 func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 	t.Helper()
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Second
 	}
+	switch {
+	case o.publicOnly:
+		o.allow = nil
+	case o.allow == nil:
+		o.allow = []netip.Prefix{loopback}
+	}
 	clk := &clock{t: time.Now()}
 	br := resilience.NewBreakers(resilience.BreakerOptions{Now: clk.Now})
 	w := queue.NewWorkers()
-	got := RegisterKinds(w, de.DB, Options{
-		Breakers: br,
-		Timeout:  o.timeout,
-		Retry:    queue.RetryPolicy{MaxAttempts: o.maxAttempts, BaseDelay: 10 * time.Millisecond, MaxDelay: 40 * time.Millisecond},
-	})
+	opts := Options{
+		AllowNetworks: o.allow,
+		Resolver:      o.resolver,
+		Breakers:      br,
+		Timeout:       o.timeout,
+		Retry:         queue.RetryPolicy{MaxAttempts: o.maxAttempts, BaseDelay: 10 * time.Millisecond, MaxDelay: 40 * time.Millisecond},
+	}
+	got := RegisterKinds(w, de.DB, opts)
 	if got != br {
 		t.Fatal("RegisterKinds did not return the breakers it was given")
 	}
@@ -76,7 +98,7 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		Queues:       map[string]queue.QueueConfig{Queue: {MaxWorkers: 4}},
 		PollInterval: 20 * time.Millisecond,
 	}, true)
-	svc := NewService(de.DB, c, br, nil)
+	svc := NewService(de.DB, c, opts)
 	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
 	if err != nil {
 		t.Fatal(err)
@@ -312,6 +334,13 @@ func (rc *receiver) register(e *env, path string) webhookView {
 	return w
 }
 
+// urlAt is the receiver's URL with host in place of its address, and
+// path.
+func (rc *receiver) urlAt(host, path string) string {
+	_, port, _ := net.SplitHostPort(rc.srv.Listener.Addr().String())
+	return "http://" + net.JoinHostPort(host, port) + path
+}
+
 // status answers with code and body.
 func status(code int, body string) func(int, http.ResponseWriter, *http.Request) {
 	return func(_ int, w http.ResponseWriter, _ *http.Request) {
@@ -330,4 +359,87 @@ func outcomes(d deliveryView) string {
 		s = append(s, fmt.Sprintf("%d:%s:%d", a.Attempt, a.Outcome, code))
 	}
 	return strings.Join(s, " ")
+}
+
+// fakeDNS is a DNS server that answers every A query with the address
+// it holds (none when it holds an IPv6 one) and AAAA queries with
+// nothing, for a resolver that asks it alone.
+type fakeDNS struct {
+	pc      net.PacketConn
+	answer  atomic.Pointer[netip.Addr]
+	queries atomic.Int32
+}
+
+func newFakeDNS(t *testing.T, a netip.Addr) *fakeDNS {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeDNS{pc: pc}
+	f.set(a)
+	go f.serve()
+	t.Cleanup(func() { _ = pc.Close() })
+	return f
+}
+
+// set changes the answer from the next query on.
+func (f *fakeDNS) set(a netip.Addr) { f.answer.Store(&a) }
+
+// resolver returns a resolver that sends every query to f.
+func (f *fakeDNS) resolver() *net.Resolver {
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "udp", f.pc.LocalAddr().String())
+	}}
+}
+
+func (f *fakeDNS) serve() {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := f.pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		f.queries.Add(1)
+		if resp, err := f.reply(buf[:n]); err == nil {
+			_, _ = f.pc.WriteTo(resp, from)
+		}
+	}
+}
+
+// reply builds the answer to query q.
+func (f *fakeDNS) reply(q []byte) ([]byte, error) {
+	var p dnsmessage.Parser
+	h, err := p.Start(q)
+	if err != nil {
+		return nil, err
+	}
+	qs, err := p.AllQuestions()
+	if err != nil {
+		return nil, err
+	}
+	b := dnsmessage.NewBuilder(nil, dnsmessage.Header{ID: h.ID, Response: true, Authoritative: true, RecursionDesired: h.RecursionDesired})
+	if err := b.StartQuestions(); err != nil {
+		return nil, err
+	}
+	for _, q := range qs {
+		if err := b.Question(q); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.StartAnswers(); err != nil {
+		return nil, err
+	}
+	a := *f.answer.Load()
+	for _, q := range qs {
+		if q.Type != dnsmessage.TypeA || !a.Is4() {
+			continue
+		}
+		rh := dnsmessage.ResourceHeader{Name: q.Name, Type: dnsmessage.TypeA, Class: dnsmessage.ClassINET}
+		if err := b.AResource(rh, dnsmessage.AResource{A: a.As4()}); err != nil {
+			return nil, err
+		}
+	}
+	return b.Finish()
 }

@@ -28,18 +28,22 @@ type Service struct {
 	st       store
 	jobs     Jobs
 	breakers *resilience.Breakers
+	guard    guard
 	now      func() time.Time
 }
 
 // NewService returns a service over db that enqueues webhook.deliver
-// jobs on jobs. breakers must be the set the deliveries use
-// ([Options].Breakers), so that an endpoint shows its host's breaker;
-// nil shows every host closed. now nil means time.Now.
-func NewService(db *database.DB, jobs Jobs, breakers *resilience.Breakers, now func() time.Time) *Service {
+// jobs on jobs. o is what the deliveries are given: of it the service
+// uses Breakers, which must be the set the deliveries use (as
+// [RegisterKinds] returns it), so that an endpoint shows its host's
+// breaker (nil shows every host closed); AllowNetworks, to refuse
+// endpoints the deliveries would refuse; and Now (default time.Now).
+func NewService(db *database.DB, jobs Jobs, o Options) *Service {
+	now := o.Now
 	if now == nil {
 		now = time.Now
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, breakers: breakers, now: now}
+	return &Service{db: db, st: store{db}, jobs: jobs, breakers: o.Breakers, guard: guard{o.AllowNetworks}, now: now}
 }
 
 func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
@@ -52,11 +56,20 @@ type EndpointInput struct {
 
 // CreateEndpoint validates in (a *[ValidationError] when bad) and stores
 // a new endpoint with a new signing secret, which the returned endpoint
-// carries.
+// carries. A URL whose host is an address that is neither public nor in
+// [Options].AllowNetworks, in whatever form it is written, or the name
+// localhost, is refused; other names are checked at every delivery.
 func (s *Service) CreateEndpoint(ctx context.Context, in EndpointInput) (Endpoint, error) {
 	var v validation
 	u, err := ValidateURL(in.URL)
-	if err != nil {
+	if err == nil {
+		err = s.guard.checkURL(u)
+	}
+	var refused *AddressError
+	switch {
+	case errors.As(err, &refused):
+		v.bad("url", "%s", refused.fieldMessage())
+	case err != nil:
 		v.bad("url", "%s", err.Error())
 	}
 	validateDescription(&v, in.Description)

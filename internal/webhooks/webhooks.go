@@ -6,6 +6,13 @@
 // engine. A circuit breaker per destination host stops a dead endpoint
 // from taking workers: while it is open, deliveries to that host are put
 // off without a request and without using an attempt.
+//
+// Webhooks reach only public addresses unless [Options].AllowNetworks
+// allows a range: an endpoint URL that names a loopback, private,
+// link-local or other special address is refused at registration, and
+// every delivery's connection is checked after DNS resolution, so that a
+// name resolving to such an address fails the delivery for good. No
+// proxy is used.
 package webhooks
 
 import (
@@ -61,7 +68,8 @@ const (
 	// StatusDelivered: an attempt got a 2xx answer.
 	StatusDelivered DeliveryStatus = "delivered"
 	// StatusFailed: the endpoint refused it (a 4xx other than 408 and
-	// 429, or a redirect), or the attempts ran out.
+	// 429, or a redirect), its address may not be reached, or the
+	// attempts ran out.
 	StatusFailed DeliveryStatus = "failed"
 	// StatusCancelled: its job was cancelled before it was delivered
 	// (never stored: derived from the job).
@@ -78,8 +86,8 @@ const (
 	// OutcomeRetry: a network error, a timeout, 408, 429 or 5xx; the job
 	// tries again.
 	OutcomeRetry Outcome = "retry"
-	// OutcomeFailed: no retry: the endpoint refused the delivery, or it
-	// was the last attempt.
+	// OutcomeFailed: no retry: the endpoint refused the delivery, its
+	// address may not be reached, or it was the last attempt.
 	OutcomeFailed Outcome = "failed"
 	// OutcomeSnoozed: the host's circuit breaker was open; no request
 	// was made and no attempt used.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,61 @@ func TestEndpointsAPI(t *testing.T) {
 		expectProblem(t, "deleted", e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
 		expectProblem(t, "deleted twice", e.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
 	})
+}
+
+// TestRegistrationRefusesInternalAddresses: by default an endpoint URL
+// naming a non-public address, in any form, is refused with a 422 that
+// says why on the url field; allowed ranges are accepted.
+func TestRegistrationRefusesInternalAddresses(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, dbtest.SQLite(t), envOpts{publicOnly: true})
+	for _, c := range []struct{ url, want string }{
+		{"http://169.254.169.254/latest/meta-data/", "169.254.169.254, which is link-local"},
+		{"http://10.0.0.1/", "10.0.0.1, which is private (RFC 1918)"},
+		{"http://172.16.5.4:8080/", "172.16.5.4, which is private"},
+		{"http://192.168.0.10/", "192.168.0.10, which is private"},
+		{"http://100.64.1.1/", "100.64.1.1, which is shared address space (carrier-grade NAT"},
+		{"http://localhost/", "localhost, which is loopback"},
+		{"http://localhost./", "localhost., which is loopback"},
+		{"https://admin.localhost/", "admin.localhost, which is loopback"},
+		{"http://127.0.0.1:9/", "127.0.0.1, which is loopback"},
+		{"http://[::1]/", "::1, which is loopback"},
+		{"http://0.0.0.0/", "0.0.0.0, which is unspecified"},
+		{"http://[::]/", "::, which is unspecified"},
+		{"http://2130706433/", "127.0.0.1 (written 2130706433), which is loopback"},
+		{"http://0x7f.1/", "127.0.0.1 (written 0x7f.1), which is loopback"},
+		{"http://127.1/", "127.0.0.1 (written 127.1), which is loopback"},
+		{"http://0177.0.0.1/", "127.0.0.1 (written 0177.0.0.1), which is loopback"},
+		{"http://127.0.0.1./", "127.0.0.1 (written 127.0.0.1.), which is loopback"},
+		{"http://[::ffff:127.0.0.1]/", "::ffff:127.0.0.1, which is loopback (IPv4-mapped 127.0.0.1)"},
+		{"http://[::ffff:a9fe:a9fe]/", "::ffff:169.254.169.254 (written ::ffff:a9fe:a9fe), which is link-local"},
+		{"http://[fe80::1%25eth0]/", "fe80::1 (written fe80::1%eth0), which is link-local"},
+		{"http://[fd00::1]/", "fd00::1, which is unique-local"},
+		{"http://[ff02::1]/", "ff02::1, which is multicast"},
+		{"http://224.0.0.1/", "224.0.0.1, which is multicast"},
+		{"http://255.255.255.255/", "255.255.255.255, which is broadcast"},
+		{"http://[64:ff9b::a9fe:a9fe]/", "link-local (NAT64 of 169.254.169.254)"},
+		{"http://[2002:7f00:1::]/", "loopback (6to4 of 127.0.0.1)"},
+		{"http://\uff11\uff12\uff17.0.0.1/", "which is loopback"},
+		{"http://1.2.3.4.5/", "looks like an IPv4 address but is not a valid one"},
+	} {
+		r := e.do("POST", "/api/v1/webhooks", fmt.Sprintf(`{"url":%q}`, c.url))
+		expectProblem(t, c.url, r, 422, "url")
+		if p := decode[problem](t, r); len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Message, c.want) ||
+			!strings.Contains(p.Errors[0].Message, "--webhook-allow-networks") && !strings.Contains(c.want, "not a valid") {
+			t.Errorf("%s: %s, want the url error to say %q", c.url, r.body, c.want)
+		}
+	}
+	// Names are checked at delivery; public addresses pass.
+	for _, u := range []string{"https://hooks.example.com/in", "http://93.184.215.14/", "http://[2606:4700::1]:8443/", "http://1572394766/"} {
+		e.createWebhook(u)
+	}
+
+	allowed := newEnv(t, dbtest.SQLite(t), envOpts{allow: []netip.Prefix{loopback, netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}})
+	for _, u := range []string{"http://10.0.0.1/", "http://0xa000001/", "http://localhost:8080/", "http://127.1/", "http://[::ffff:127.0.0.1]/", "http://[fd00::1]/"} {
+		allowed.createWebhook(u)
+	}
+	expectProblem(t, "192.168.0.1 with others allowed", allowed.do("POST", "/api/v1/webhooks", `{"url":"http://192.168.0.1/"}`), 422, "url")
 }
 
 func TestDeliveriesAPI(t *testing.T) {
