@@ -137,6 +137,7 @@ type Client struct {
 	running map[int64]*attempt
 
 	paused     atomic.Pointer[map[string]bool]
+	pausedMu   sync.Mutex // serializes refreshPaused's read and store
 	completer  *completer
 	promote    chan struct{}
 	isLeader   atomic.Bool

@@ -98,7 +98,13 @@ func (c *Client) runPausePoll(ctx context.Context) {
 	}
 }
 
+// refreshPaused reads which queues are paused and stores it. The read and
+// the store happen under one lock, so that a poll that read before a
+// pause committed cannot store its stale answer after the refresh that
+// Pause makes once it has.
 func (c *Client) refreshPaused(ctx context.Context) {
+	c.pausedMu.Lock()
+	defer c.pausedMu.Unlock()
 	names, err := c.driver.PausedQueues(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
