@@ -125,7 +125,7 @@ type Client struct {
 	stopped   bool
 	stopOnce  sync.Once
 	producers map[string]*producer
-	services  sync.WaitGroup // background loops
+	services  sync.WaitGroup // the completer, producers and other loops
 	svcCancel context.CancelFunc
 	// workCtx is the parent of every handler's context; cancelled at a hard stop.
 	workCtx    context.Context
@@ -136,10 +136,16 @@ type Client struct {
 	runMu   sync.Mutex
 	running map[int64]*attempt
 
-	paused     atomic.Pointer[map[string]bool]
-	completer  *completer
-	promote    chan struct{}
-	isLeader   atomic.Bool
+	paused    atomic.Pointer[map[string]bool]
+	completer *completer
+	promote   chan struct{}
+	isLeader  atomic.Bool
+
+	// The background components, built by New and started by Start;
+	// stop stops them in the order listed.
+	heartbeat     *heartbeat
+	cancelWatcher *cancelWatcher
+
 	stopErr    error
 	stopClosed chan struct{}
 }
@@ -232,10 +238,27 @@ func New(cfg Config) (*Client, error) {
 	for name, q := range cfg.Queues {
 		c.producers[name] = newProducer(c, name, q.MaxWorkers)
 	}
+	c.newComponents()
 	for _, h := range cfg.Hooks {
 		c.hooks.add(h)
 	}
 	return c, nil
+}
+
+// newComponents builds the client's background components. They exist
+// from the start, although they only run once the client starts, so that
+// their fields never change once other goroutines can read them.
+func (c *Client) newComponents() {
+	cfg := c.cfg
+	c.heartbeat = newHeartbeat(heartbeatConfig{
+		Driver: c.driver, Clock: c.clock, Logger: c.log,
+		Interval: cfg.HeartbeatInterval, LeaseDuration: cfg.LeaseDuration,
+		Attempts: c.runningAttempts,
+	})
+	c.cancelWatcher = newCancelWatcher(cancelWatcherConfig{
+		Driver: c.driver, Logger: c.log,
+		Interval: cfg.CancelCheckInterval, Attempts: c.runningAttempts,
+	})
 }
 
 func defaultID() string {
@@ -295,6 +318,8 @@ func (c *Client) Start(ctx context.Context) error {
 	c.runner = newRunner()
 	c.completer = newCompleter(c)
 	c.goService(func() { c.completer.run() })
+	// The components' loops outlive Start's ctx, like the services'.
+	bg := context.Background()
 	c.goService(func() { c.runLeader(svcCtx) })
 	if len(c.cfg.Queues) > 0 {
 		c.refreshPaused(ctx)
@@ -307,8 +332,8 @@ func (c *Client) Start(ctx context.Context) error {
 			p := c.producers[name]
 			c.goService(func() { p.run(svcCtx) })
 		}
-		c.goService(func() { c.runHeartbeat(svcCtx) })
-		c.goService(func() { c.runCancelCheck(svcCtx) })
+		c.heartbeat.Start(bg)
+		c.cancelWatcher.Start(bg)
 		c.goService(func() { c.runPausePoll(svcCtx) })
 		if w, ok := c.driver.(Watcher); ok {
 			c.goService(func() {
@@ -403,10 +428,15 @@ func (c *Client) stop(ctx context.Context) error {
 		}
 	}
 	c.runner.close()
-	// 4. Write every outcome, then stop the services.
+	// 4. Write every outcome. The heartbeat keeps the leases of the
+	// attempts whose outcome waits alive meanwhile.
 	c.completer.close()
+	// 5. Stop the other loops, then the components that serve running
+	// attempts, which are all done.
 	c.svcCancel()
 	c.services.Wait()
+	c.heartbeat.Stop()
+	c.cancelWatcher.Stop()
 	// Resign whatever the leader loop last believed: a renewal cut short
 	// by this shutdown reads as lost leadership although the lease may
 	// still be ours, and other clients would wait for it to expire.
