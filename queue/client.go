@@ -136,7 +136,6 @@ type Client struct {
 	runMu   sync.Mutex
 	running map[int64]*attempt
 
-	paused    atomic.Pointer[map[string]bool]
 	completer *completer
 	promote   chan struct{}
 	isLeader  atomic.Bool
@@ -145,6 +144,7 @@ type Client struct {
 	// stop stops them in the order listed.
 	heartbeat     *heartbeat
 	cancelWatcher *cancelWatcher
+	pauseWatcher  *pauseWatcher
 
 	stopErr    error
 	stopClosed chan struct{}
@@ -229,8 +229,6 @@ func New(cfg Config) (*Client, error) {
 		producers: map[string]*producer{}, running: map[int64]*attempt{},
 		promote: make(chan struct{}, 1), stopClosed: make(chan struct{}),
 	}
-	empty := map[string]bool{}
-	c.paused.Store(&empty)
 	// The producers exist from the start, although they only run once the
 	// client starts: the leader loop, the change watcher and Insert look
 	// them up by queue, so the map must never change once other
@@ -246,8 +244,9 @@ func New(cfg Config) (*Client, error) {
 }
 
 // newComponents builds the client's background components. They exist
-// from the start, although they only run once the client starts, so that
-// their fields never change once other goroutines can read them.
+// from the start, although they only run once the client starts, for the
+// same reason as the producers: Pause and Resume use them before Start,
+// or while it runs.
 func (c *Client) newComponents() {
 	cfg := c.cfg
 	c.heartbeat = newHeartbeat(heartbeatConfig{
@@ -258,6 +257,10 @@ func (c *Client) newComponents() {
 	c.cancelWatcher = newCancelWatcher(cancelWatcherConfig{
 		Driver: c.driver, Logger: c.log,
 		Interval: cfg.CancelCheckInterval, Attempts: c.runningAttempts,
+	})
+	c.pauseWatcher = newPauseWatcher(pauseWatcherConfig{
+		Driver: c.driver, Logger: c.log,
+		Interval: cfg.PollInterval, Resumed: c.wakeProducer,
 	})
 }
 
@@ -322,7 +325,8 @@ func (c *Client) Start(ctx context.Context) error {
 	bg := context.Background()
 	c.goService(func() { c.runLeader(svcCtx) })
 	if len(c.cfg.Queues) > 0 {
-		c.refreshPaused(ctx)
+		// Know the paused queues before any producer claims.
+		c.pauseWatcher.Refresh(ctx)
 		names := make([]string, 0, len(c.cfg.Queues))
 		for name := range c.cfg.Queues {
 			names = append(names, name)
@@ -334,7 +338,7 @@ func (c *Client) Start(ctx context.Context) error {
 		}
 		c.heartbeat.Start(bg)
 		c.cancelWatcher.Start(bg)
-		c.goService(func() { c.runPausePoll(svcCtx) })
+		c.pauseWatcher.Start(bg)
 		if w, ok := c.driver.(Watcher); ok {
 			c.goService(func() {
 				if err := w.Watch(svcCtx, c.wakeProducers); err != nil && svcCtx.Err() == nil {
@@ -361,7 +365,14 @@ func (c *Client) wakeProducers(queue string) {
 		for _, p := range c.producers {
 			p.wakeUp()
 		}
-	} else if p, ok := c.producers[queue]; ok {
+		return
+	}
+	c.wakeProducer(queue)
+}
+
+// wakeProducer wakes the producer of queue, if this client works it.
+func (c *Client) wakeProducer(queue string) {
+	if p, ok := c.producers[queue]; ok {
 		p.wakeUp()
 	}
 }
@@ -437,6 +448,7 @@ func (c *Client) stop(ctx context.Context) error {
 	c.services.Wait()
 	c.heartbeat.Stop()
 	c.cancelWatcher.Stop()
+	c.pauseWatcher.Stop()
 	// Resign whatever the leader loop last believed: a renewal cut short
 	// by this shutdown reads as lost leadership although the lease may
 	// still be ours, and other clients would wait for it to expire.

@@ -7,6 +7,7 @@ import "context"
 var (
 	NewHeartbeat     = newHeartbeat
 	NewCancelWatcher = newCancelWatcher
+	NewPauseWatcher  = newPauseWatcher
 
 	// The causes the components cancel attempts with.
 	ErrLeaseLostCause       = errLeaseLost
@@ -16,9 +17,11 @@ var (
 type (
 	Heartbeat     = heartbeat
 	CancelWatcher = cancelWatcher
+	PauseWatcher  = pauseWatcher
 
 	HeartbeatConfig     = heartbeatConfig
 	CancelWatcherConfig = cancelWatcherConfig
+	PauseWatcherConfig  = pauseWatcherConfig
 	Attempt             = attempt
 )
 

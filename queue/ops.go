@@ -252,7 +252,7 @@ func (c *Client) setPaused(ctx context.Context, queue string, paused bool) error
 	if err := c.driver.SetQueuePaused(ctx, queue, paused, c.clock.Now()); err != nil {
 		return fmt.Errorf("set queue %s paused=%v: %w", queue, paused, err)
 	}
-	c.refreshPaused(ctx)
+	c.pauseWatcher.Refresh(ctx)
 	return nil
 }
 

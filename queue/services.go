@@ -7,42 +7,6 @@ import (
 
 const leaderName = "kiln.queue"
 
-// runPausePoll refreshes which queues are paused, so that a pause made by
-// any process takes effect here within PollInterval.
-func (c *Client) runPausePoll(ctx context.Context) {
-	t := time.NewTicker(c.cfg.PollInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.refreshPaused(ctx)
-		}
-	}
-}
-
-func (c *Client) refreshPaused(ctx context.Context) {
-	names, err := c.driver.PausedQueues(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			c.log.Debug("read paused queues", "err", err)
-		}
-		return
-	}
-	m := make(map[string]bool, len(names))
-	for _, n := range names {
-		m[n] = true
-	}
-	old := *c.paused.Load()
-	c.paused.Store(&m)
-	for name, p := range c.producers {
-		if old[name] && !m[name] {
-			p.wakeUp()
-		}
-	}
-}
-
 // runLeader takes part in leader election and, while leading, runs the
 // maintenance that must happen once per database: promoting due scheduled
 // and retryable jobs, rescuing jobs whose lease expired, and pruning
