@@ -1,6 +1,7 @@
 package queue_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -123,6 +124,15 @@ func (e *env) get(id int64) *queue.Job {
 	return j
 }
 
+// state returns a job's state, or "gone".
+func (e *env) state(id int64) queue.JobState {
+	e.t.Helper()
+	if j := e.get(id); j != nil {
+		return j.State
+	}
+	return "gone"
+}
+
 // eventually polls cond until it holds, failing the test after waitFor.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -168,8 +178,53 @@ func (c *counter) get() int {
 // waitMore waits until n more calls have been counted from now.
 func (c *counter) waitMore(t *testing.T, n int, what string) {
 	t.Helper()
-	from := c.get()
-	eventually(t, what, func() bool { return c.get() >= from+n })
+	c.waitTotal(t, c.get()+n, what)
 }
+
+// waitTotal waits until n calls in all have been counted.
+func (c *counter) waitTotal(t *testing.T, n int, what string) {
+	t.Helper()
+	eventually(t, what, func() bool { return c.get() >= n })
+}
+
+// leader is an IsLeader answer a test can change, counting the questions.
+type leader struct {
+	counter
+	mu      sync.Mutex
+	leading bool
+}
+
+func (l *leader) set(v bool) {
+	l.mu.Lock()
+	l.leading = v
+	l.mu.Unlock()
+}
+
+func (l *leader) IsLeader() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.add() // after reading: an answer counted is an answer given
+	return l.leading
+}
+
+// logs is a logger whose lines a test can read.
+type logs struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logs) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logs) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func (l *logs) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -5,6 +5,10 @@ import "context"
 // The background components, for their tests in package queue_test, which
 // run them on a real driver (package queue cannot import one).
 var (
+	NewElector       = newElector
+	NewPromoter      = newPromoter
+	NewRescuer       = newRescuer
+	NewPruner        = newPruner
 	NewHeartbeat     = newHeartbeat
 	NewCancelWatcher = newCancelWatcher
 	NewPauseWatcher  = newPauseWatcher
@@ -15,15 +19,25 @@ var (
 )
 
 type (
+	Elector       = elector
+	Promoter      = promoter
+	Rescuer       = rescuer
+	Pruner        = pruner
 	Heartbeat     = heartbeat
 	CancelWatcher = cancelWatcher
 	PauseWatcher  = pauseWatcher
 
+	ElectorConfig       = electorConfig
+	PromoterConfig      = promoterConfig
+	RescuerConfig       = rescuerConfig
+	PrunerConfig        = prunerConfig
 	HeartbeatConfig     = heartbeatConfig
 	CancelWatcherConfig = cancelWatcherConfig
 	PauseWatcherConfig  = pauseWatcherConfig
 	Attempt             = attempt
 )
+
+const LeaderName = leaderName
 
 // NewAttempt returns job, claimed through a driver, as a client tracks
 // it while its handler runs.

@@ -6,14 +6,6 @@ import (
 	"time"
 )
 
-// poke asks the leader loop to look at scheduled jobs again.
-func (c *Client) poke() {
-	select {
-	case c.promote <- struct{}{}:
-	default:
-	}
-}
-
 // Insert inserts one job. With a unique key that matches an existing job,
 // it returns that job with Duplicate set. Errors wrap [ErrInvalid] or
 // [ErrUnknownKind] for rejected input.
@@ -124,7 +116,7 @@ func (c *Client) insert(ctx context.Context, tx any, ps []InsertParams) ([]Inser
 		}
 	}
 	if scheduled {
-		c.poke()
+		c.promoter.Wake()
 	}
 	return res, nil
 }

@@ -51,3 +51,18 @@ func (s *startStop) Stop() {
 	cancel()
 	<-done
 }
+
+// wakeChan is a component's "look now" signal: a buffered channel of one,
+// so that a wake-up sent while the component is busy is kept for its next
+// turn and any number of them coalesce into one.
+type wakeChan chan struct{}
+
+func newWakeChan() wakeChan { return make(wakeChan, 1) }
+
+// wake signals without blocking.
+func (w wakeChan) wake() {
+	select {
+	case w <- struct{}{}:
+	default:
+	}
+}
