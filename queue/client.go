@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -125,7 +124,7 @@ type Client struct {
 	stopped   bool
 	stopOnce  sync.Once
 	producers map[string]*producer
-	services  sync.WaitGroup // background loops
+	services  sync.WaitGroup // the completer, producers and change watcher
 	svcCancel context.CancelFunc
 	// workCtx is the parent of every handler's context; cancelled at a hard stop.
 	workCtx    context.Context
@@ -136,11 +135,18 @@ type Client struct {
 	runMu   sync.Mutex
 	running map[int64]*attempt
 
-	paused     atomic.Pointer[map[string]bool]
-	pausedMu   sync.Mutex // serializes refreshPaused's read and store
-	completer  *completer
-	promote    chan struct{}
-	isLeader   atomic.Bool
+	completer *completer
+
+	// The background components, built by New and started by Start;
+	// stop stops them in the order listed.
+	promoter      *promoter
+	rescuer       *rescuer
+	pruner        *pruner
+	heartbeat     *heartbeat
+	cancelWatcher *cancelWatcher
+	pauseWatcher  *pauseWatcher
+	elector       *elector
+
 	stopErr    error
 	stopClosed chan struct{}
 }
@@ -222,21 +228,81 @@ func New(cfg Config) (*Client, error) {
 		cfg: cfg, driver: cfg.Driver, workers: cfg.Workers, clock: cfg.Clock,
 		log: cfg.Logger.With("client", cfg.ID), retry: retry,
 		producers: map[string]*producer{}, running: map[int64]*attempt{},
-		promote: make(chan struct{}, 1), stopClosed: make(chan struct{}),
+		stopClosed: make(chan struct{}),
 	}
-	empty := map[string]bool{}
-	c.paused.Store(&empty)
 	// The producers exist from the start, although they only run once the
-	// client starts: the leader loop, the change watcher and Insert look
+	// client starts: the promoter, the change watcher and Insert look
 	// them up by queue, so the map must never change once other
 	// goroutines can read it.
 	for name, q := range cfg.Queues {
 		c.producers[name] = newProducer(c, name, q.MaxWorkers)
 	}
+	c.newComponents()
 	for _, h := range cfg.Hooks {
 		c.hooks.add(h)
 	}
 	return c, nil
+}
+
+// newComponents builds the client's background components. They exist
+// from the start, although they only run once the client starts, for the
+// same reason as the producers: IsLeader, Insert, Pause and Resume use
+// them before Start, or while it runs.
+func (c *Client) newComponents() {
+	cfg := c.cfg
+	c.elector = newElector(electorConfig{
+		Driver: c.driver, Clock: c.clock, Logger: c.log,
+		Name: leaderName, ID: cfg.ID, TTL: cfg.LeaderTTL,
+		Changed: c.leadershipChanged,
+	})
+	c.promoter = newPromoter(promoterConfig{
+		Driver: c.driver, Clock: c.clock, Logger: c.log,
+		Interval: cfg.PollInterval, IsLeader: c.elector.IsLeader,
+		Promoted: c.wakeProducer,
+	})
+	c.rescuer = newRescuer(rescuerConfig{
+		Driver: c.driver, Clock: c.clock, Logger: c.log,
+		Interval: cfg.RescueInterval, IsLeader: c.elector.IsLeader,
+		Rescued: c.rescued,
+	})
+	c.pruner = newPruner(prunerConfig{
+		Driver: c.driver, Clock: c.clock, Logger: c.log,
+		Interval: cfg.PruneInterval, Retention: cfg.Retention,
+		IsLeader: c.elector.IsLeader,
+	})
+	c.heartbeat = newHeartbeat(heartbeatConfig{
+		Driver: c.driver, Clock: c.clock, Logger: c.log,
+		Interval: cfg.HeartbeatInterval, LeaseDuration: cfg.LeaseDuration,
+		Attempts: c.runningAttempts,
+	})
+	c.cancelWatcher = newCancelWatcher(cancelWatcherConfig{
+		Driver: c.driver, Logger: c.log,
+		Interval: cfg.CancelCheckInterval, Attempts: c.runningAttempts,
+	})
+	c.pauseWatcher = newPauseWatcher(pauseWatcherConfig{
+		Driver: c.driver, Logger: c.log,
+		Interval: cfg.PollInterval, Resumed: c.wakeProducer,
+	})
+}
+
+// leadershipChanged starts the leader's maintenance at once when this
+// client becomes leader, rather than at each component's next turn.
+func (c *Client) leadershipChanged(leading bool) {
+	if leading {
+		c.promoter.Wake()
+		c.rescuer.Wake()
+		c.pruner.Wake()
+	}
+}
+
+// rescued emits the rescuer's events and wakes the producers and the
+// promoter, which makes the rescued jobs available.
+func (c *Client) rescued(events []Event) {
+	for _, e := range events {
+		c.hooks.emit(e)
+	}
+	c.wakeProducers("")
+	c.promoter.Wake()
 }
 
 func defaultID() string {
@@ -259,17 +325,18 @@ func (c *Client) Driver() Driver { return c.driver }
 func (c *Client) Workers() *Workers { return c.workers }
 
 // IsLeader reports whether this client currently holds leadership.
-func (c *Client) IsLeader() bool { return c.isLeader.Load() }
+func (c *Client) IsLeader() bool { return c.elector.IsLeader() }
 
 // Subscribe calls fn synchronously after every transition this client
 // makes, until the returned function is called. fn must be fast and must
 // not call back into the client.
 func (c *Client) Subscribe(fn func(Event)) (unsubscribe func()) { return c.hooks.add(fn) }
 
-// Start checks the database schema and, if the client has queues, starts
-// working them along with the heartbeat, cancellation, pause and leader
-// services. It returns an error if the schema is not current. ctx bounds
-// start-up only; use [Client.Stop] to stop.
+// Start checks the database schema and starts taking part in leader
+// election, with the leader's maintenance; if the client has queues, it
+// starts working them along with the heartbeat and the cancellation and
+// pause watchers. It returns an error if the schema is not current. ctx
+// bounds start-up only; use [Client.Stop] to stop.
 func (c *Client) Start(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -296,9 +363,15 @@ func (c *Client) Start(ctx context.Context) error {
 	c.runner = newRunner()
 	c.completer = newCompleter(c)
 	c.goService(func() { c.completer.run() })
-	c.goService(func() { c.runLeader(svcCtx) })
+	// The components' loops outlive Start's ctx, like the services'.
+	bg := context.Background()
+	c.elector.Start(bg)
+	c.promoter.Start(bg)
+	c.rescuer.Start(bg)
+	c.pruner.Start(bg)
 	if len(c.cfg.Queues) > 0 {
-		c.refreshPaused(ctx)
+		// Know the paused queues before any producer claims.
+		c.pauseWatcher.Refresh(ctx)
 		names := make([]string, 0, len(c.cfg.Queues))
 		for name := range c.cfg.Queues {
 			names = append(names, name)
@@ -308,9 +381,9 @@ func (c *Client) Start(ctx context.Context) error {
 			p := c.producers[name]
 			c.goService(func() { p.run(svcCtx) })
 		}
-		c.goService(func() { c.runHeartbeat(svcCtx) })
-		c.goService(func() { c.runCancelCheck(svcCtx) })
-		c.goService(func() { c.runPausePoll(svcCtx) })
+		c.heartbeat.Start(bg)
+		c.cancelWatcher.Start(bg)
+		c.pauseWatcher.Start(bg)
 		if w, ok := c.driver.(Watcher); ok {
 			c.goService(func() {
 				if err := w.Watch(svcCtx, c.wakeProducers); err != nil && svcCtx.Err() == nil {
@@ -337,23 +410,15 @@ func (c *Client) wakeProducers(queue string) {
 		for _, p := range c.producers {
 			p.wakeUp()
 		}
-	} else if p, ok := c.producers[queue]; ok {
-		p.wakeUp()
+		return
 	}
+	c.wakeProducer(queue)
 }
 
-// notify wakes the producer of queue ("" wakes all) and the promoter.
-func (c *Client) notify(queue string) {
-	if queue == "" {
-		for _, p := range c.producers {
-			p.wakeUp()
-		}
-	} else if p, ok := c.producers[queue]; ok {
+// wakeProducer wakes the producer of queue, if this client works it.
+func (c *Client) wakeProducer(queue string) {
+	if p, ok := c.producers[queue]; ok {
 		p.wakeUp()
-	}
-	select {
-	case c.promote <- struct{}{}:
-	default:
 	}
 }
 
@@ -404,21 +469,23 @@ func (c *Client) stop(ctx context.Context) error {
 		}
 	}
 	c.runner.close()
-	// 4. Write every outcome, then stop the services.
+	// 4. Write every outcome. The heartbeat keeps the leases of the
+	// attempts whose outcome waits alive meanwhile.
 	c.completer.close()
+	// 5. Stop the change watcher, then the components: the leader's
+	// maintenance, then those that serve running attempts, which are
+	// all done.
 	c.svcCancel()
 	c.services.Wait()
-	// Resign whatever the leader loop last believed: a renewal cut short
-	// by this shutdown reads as lost leadership although the lease may
-	// still be ours, and other clients would wait for it to expire.
-	// Resign only deletes a lease this client holds. IsLeader turns false
-	// first, so that two clients never report leading at once.
-	c.isLeader.Store(false)
-	rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if err := c.driver.Resign(rctx, leaderName, c.cfg.ID); err != nil {
-		c.log.Warn("resign leadership", "err", err)
-	}
+	c.promoter.Stop()
+	c.rescuer.Stop()
+	c.pruner.Stop()
+	c.heartbeat.Stop()
+	c.cancelWatcher.Stop()
+	c.pauseWatcher.Stop()
+	// 6. Resign leadership last, so that no maintenance of this client
+	// overlaps a new leader's.
+	c.elector.Stop()
 	c.log.Debug("client stopped")
 	return nil
 }

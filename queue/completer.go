@@ -106,7 +106,7 @@ func (cp *completer) write(batch []pendingOutcome) {
 			continue
 		}
 		if p.o.State == StateRetryable || p.o.State == StateScheduled {
-			c.poke()
+			c.promoter.Wake()
 		}
 		if c.hooks.empty() {
 			continue

@@ -6,14 +6,6 @@ import (
 	"time"
 )
 
-// poke asks the leader loop to look at scheduled jobs again.
-func (c *Client) poke() {
-	select {
-	case c.promote <- struct{}{}:
-	default:
-	}
-}
-
 // Insert inserts one job. With a unique key that matches an existing job,
 // it returns that job with Duplicate set. Errors wrap [ErrInvalid] or
 // [ErrUnknownKind] for rejected input.
@@ -124,7 +116,7 @@ func (c *Client) insert(ctx context.Context, tx any, ps []InsertParams) ([]Inser
 		}
 	}
 	if scheduled {
-		c.poke()
+		c.promoter.Wake()
 	}
 	return res, nil
 }
@@ -252,7 +244,7 @@ func (c *Client) setPaused(ctx context.Context, queue string, paused bool) error
 	if err := c.driver.SetQueuePaused(ctx, queue, paused, c.clock.Now()); err != nil {
 		return fmt.Errorf("set queue %s paused=%v: %w", queue, paused, err)
 	}
-	c.refreshPaused(ctx)
+	c.pauseWatcher.Refresh(ctx)
 	return nil
 }
 

@@ -78,7 +78,7 @@ func (p *producer) run(ctx context.Context) {
 	for {
 		running := int(p.running.Load())
 		free := p.max - running
-		paused := (*c.paused.Load())[p.queue]
+		paused := c.pauseWatcher.Paused(p.queue)
 		if more && free > 0 && !paused {
 			if free >= threshold || running == 0 || fired {
 				fired = false
