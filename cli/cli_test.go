@@ -261,13 +261,13 @@ func TestEnvConfig(t *testing.T) {
 	}
 }
 
-var listening = regexp.MustCompile(`kiln listening on http://(\S+) \(database: sqlite (.+)\)`)
+var listening = regexp.MustCompile(`kiln listening on http://(\S+) \(database: (?:sqlite )?([^)]+)\)`)
 
-func TestServe(t *testing.T) {
-	t.Parallel()
-	ctx := testCtx(t)
-	db := filepath.Join(t.TempDir(), "kiln.db")
-	s := start(t, procOpts{}, "serve", "--addr", "127.0.0.1:0", "--db", db)
+// waitListening waits up to 30 s for serve process s to print its
+// listening line and returns the submatches of [listening]: the address
+// and the database.
+func waitListening(t testing.TB, s *proc) []string {
+	t.Helper()
 	var m []string
 	waitFor(t, 30*time.Second, func() string { return "the listening line\n" + s.stderr.String() }, func() (bool, error) {
 		if s.exited() {
@@ -276,6 +276,15 @@ func TestServe(t *testing.T) {
 		m = listening.FindStringSubmatch(s.stdout.String())
 		return m != nil, nil
 	})
+	return m
+}
+
+func TestServe(t *testing.T) {
+	t.Parallel()
+	ctx := testCtx(t)
+	db := filepath.Join(t.TempDir(), "kiln.db")
+	s := start(t, procOpts{}, "serve", "--addr", "127.0.0.1:0", "--db", db)
+	m := waitListening(t, s)
 	if m[2] != db {
 		t.Errorf("serve names the database %q, want %q", m[2], db)
 	}
@@ -431,14 +440,7 @@ func TestServeDrain(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "kiln.db")
 	s := start(t, procOpts{}, "serve", "--addr", "127.0.0.1:0", "--db", db, "--drain-delay", "3s")
-	var m []string
-	waitFor(t, 30*time.Second, func() string { return "the listening line\n" + s.stderr.String() }, func() (bool, error) {
-		if s.exited() {
-			return false, fmt.Errorf("serve exited: %s", s.stderr)
-		}
-		m = listening.FindStringSubmatch(s.stdout.String())
-		return m != nil, nil
-	})
+	m := waitListening(t, s)
 	client := &http.Client{Timeout: 5 * time.Second}
 	status := func(path string) int {
 		resp, err := client.Get("http://" + m[1] + path)

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -21,8 +20,6 @@ import (
 	"github.com/kilnhq/kiln/internal/idempotency"
 	"github.com/kilnhq/kiln/internal/testenv"
 )
-
-var listeningAny = regexp.MustCompile(`kiln listening on http://(\S+) \(database: `)
 
 // TestIdempotentPostSurvivesCrash kills serve between a keyed POST's
 // commit and the storing of its response (the crash point
@@ -122,16 +119,7 @@ func crashAfterCommit(t *testing.T, db, token string) {
 	serve := func() *proc {
 		s := start(t, procOpts{env: []string{crashpoint.Env + "=" + idempotency.CrashBeforeStore}},
 			"serve", "--addr", "127.0.0.1:0", "--db", db, "--queues", "default=1")
-		waitFor(t, 30*time.Second, func() string { return "the listening line\n" + s.stderr.String() }, func() (bool, error) {
-			if s.exited() {
-				return false, fmt.Errorf("serve exited: %s", s.stderr)
-			}
-			m := listeningAny.FindStringSubmatch(s.stdout.String())
-			if m != nil {
-				c.addr = m[1]
-			}
-			return m != nil, nil
-		})
+		c.addr = waitListening(t, s)[1]
 		return s
 	}
 	s := serve()

@@ -167,14 +167,7 @@ func TestServeTracesRequestToJob(t *testing.T) {
 		// The receiver listens on loopback, which webhooks may not reach
 		// unless allowed.
 		"--webhook-allow-networks", "127.0.0.0/8")
-	var m []string
-	waitFor(t, 30*time.Second, func() string { return "the listening line\n" + s.stderr.String() }, func() (bool, error) {
-		if s.exited() {
-			return false, fmt.Errorf("serve exited: %s", s.stderr)
-		}
-		m = listening.FindStringSubmatch(s.stdout.String())
-		return m != nil, nil
-	})
+	m := waitListening(t, s)
 	if !strings.Contains(s.stderr.String(), "tracing on") {
 		t.Errorf("serve does not say tracing is on:\n%s", s.stderr)
 	}
