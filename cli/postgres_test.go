@@ -1,18 +1,13 @@
 package cli
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/jobkinds"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/pgdriver"
@@ -22,31 +17,7 @@ import (
 // (dropped when the test ends) and the schema's name, or skips the test.
 func postgresURL(t *testing.T) (string, string) {
 	t.Helper()
-	base := os.Getenv("KILN_TEST_DATABASE_URL")
-	if base == "" {
-		t.Skip("KILN_TEST_DATABASE_URL is not set; set it to a PostgreSQL URL to run the CLI's PostgreSQL tests")
-	}
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	schema := "kiln_cli_" + hex.EncodeToString(b[:])
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	sep := "?"
-	if strings.Contains(base, "?") {
-		sep = "&"
-	}
-	return base + sep + "kiln_schema=" + schema, schema
+	return dbtest.SchemaURL(t, "kiln_cli_")
 }
 
 // TestPostgres runs the everyday commands against PostgreSQL, with two

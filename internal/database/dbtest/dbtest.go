@@ -64,13 +64,30 @@ func SQLite(t testing.TB) *Env {
 // variable the test is skipped.
 func Postgres(t testing.TB) *Env {
 	t.Helper()
+	url, _ := SchemaURL(t, "kiln_test_")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := pgdriver.Open(ctx, url, pgdriver.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	return migrate(t, &Env{DB: database.New(d.DB(), d.DB(), database.Postgres), Driver: d, URL: url})
+}
+
+// SchemaURL returns the URL of a new schema, named prefix and random
+// hex, of the server at KILN_TEST_DATABASE_URL, and the schema's name.
+// The schema is dropped when the test ends; without the variable the test
+// is skipped.
+func SchemaURL(t testing.TB, prefix string) (url, schema string) {
+	t.Helper()
 	base := os.Getenv("KILN_TEST_DATABASE_URL")
 	if base == "" {
 		t.Skip("KILN_TEST_DATABASE_URL is not set; set it to a PostgreSQL URL to run the PostgreSQL tests")
 	}
 	var b [6]byte
 	_, _ = rand.Read(b[:])
-	schema := "kiln_test_" + hex.EncodeToString(b[:])
+	schema = prefix + hex.EncodeToString(b[:])
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -88,15 +105,7 @@ func Postgres(t testing.TB) *Env {
 	if strings.Contains(base, "?") {
 		sep = "&"
 	}
-	url := base + sep + "kiln_schema=" + schema
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	d, err := pgdriver.Open(ctx, url, pgdriver.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = d.Close() })
-	return migrate(t, &Env{DB: database.New(d.DB(), d.DB(), database.Postgres), Driver: d, URL: url})
+	return base + sep + "kiln_schema=" + schema, schema
 }
 
 func migrate(t testing.TB, e *Env) *Env {
