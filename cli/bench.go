@@ -211,11 +211,12 @@ func startBenchTelemetry(ctx context.Context, d queue.Driver, log *slog.Logger) 
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	bt := &benchTelemetry{
-		metrics: metrics.New(metrics.Options{Queues: driverStats{d}, Logger: log}),
+		metrics: metrics.New(metrics.Options{Logger: log}),
 		slow:    monitor.NewSlowLog(monitor.SlowOptions{RequestThreshold: monitor.Disabled, JobThreshold: time.Minute, Logger: log}),
 		tracing: tr,
 		log:     log,
 	}
+	bt.metrics.WatchQueues(driverStats{d})
 	ctx, bt.cancel = context.WithCancel(context.Background())
 	mon := monitor.New(monitor.Options{SchedLatencyThreshold: 100 * time.Millisecond, Logger: log, OnLag: bt.slow.Lag})
 	bt.wg.Go(func() { mon.Run(ctx) })

@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -178,34 +179,36 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 	if err := t.check(); err != nil {
 		return err
 	}
+	// Top to bottom: telemetry (so that everything after can be
+	// observed and register metrics), the database, the kinds' settings
+	// and workers, the engine; serve's during builds the API on them.
+	tel, err := t.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	stopTel := sync.OnceFunc(tel.stop) // after the engine, before the database
+	defer stopTel()
 	s, err := openStore(ctx, g.resolveDB(), true, log)
 	if err != nil {
 		return err
 	}
 	defer s.Close()
-	cfg := f.config(nil, s, qs, log)
-	tr, err := t.startTracing(ctx, &cfg, log)
+	defer stopTel()
+	kinds, err := f.kinds.kinds(tel.tracing, log, during != nil)
 	if err != nil {
 		return err
 	}
-	kinds, err := f.kinds.kinds(tr, log, during != nil)
-	if err == nil {
-		cfg.Workers, err = g.workers(s, kinds)
-	}
+	w, err := g.workers(s, kinds)
 	if err != nil {
-		shutdownTracing(tr, log)
 		return err
 	}
+	cfg := f.config(w, s, qs, log)
+	tel.engineHooks(&cfg)
 	c, err := queue.New(cfg)
 	if err != nil {
-		shutdownTracing(tr, log)
 		return err
 	}
-	tel, err := t.start(c, tr, log)
-	if err != nil {
-		return err
-	}
-	defer tel.stop()
+	tel.observe(c)
 	if err := c.Start(ctx); err != nil {
 		return err
 	}

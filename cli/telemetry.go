@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/kilnhq/kiln/internal/admin"
@@ -130,19 +131,6 @@ type telemetry struct {
 	cancel   context.CancelFunc
 }
 
-// startTracing sets up OpenTelemetry tracing as the environment says
-// (see package tracing) and puts its insert and work hooks in cfg, so
-// call it before the engine client is created from cfg. Hand the result
-// to start, which shuts it down in stop.
-func (t *telemetryFlags) startTracing(ctx context.Context, cfg *queue.Config, log *slog.Logger) (*tracing.Tracing, error) {
-	tr, err := tracing.Setup(ctx, tracing.Options{Logger: log})
-	if err != nil {
-		return nil, err
-	}
-	cfg.InsertHook, cfg.WorkHook = tr.InsertHook(), tr.WorkHook()
-	return tr, nil
-}
-
 // shutdownTracing flushes the spans tr still holds, waiting at most
 // tracingFlushTimeout for an unreachable collector.
 func shutdownTracing(tr *tracing.Tracing, log *slog.Logger) {
@@ -156,15 +144,19 @@ func shutdownTracing(tr *tracing.Tracing, log *slog.Logger) {
 // tracingFlushTimeout bounds the export of the last spans at exit.
 const tracingFlushTimeout = 5 * time.Second
 
-// start sets up telemetry for client c: metrics subscribe to its events
-// (so call start before c.Start), the runtime monitor and the admin
-// listener run until stop. It takes over tr (from startTracing, whose
-// hooks c was created with) and shuts it down in stop, or at once if it
-// fails.
-func (t *telemetryFlags) start(c *queue.Client, tr *tracing.Tracing, log *slog.Logger) (*telemetry, error) {
+// start sets up telemetry before anything it observes exists: tracing
+// as the environment says (see package tracing), metrics (so that the
+// features and the engine can register theirs), the slow-event log, the
+// runtime monitor and the admin listener, which run until stop. Hand it
+// the engine with observe.
+func (t *telemetryFlags) start(ctx context.Context, log *slog.Logger) (*telemetry, error) {
 	if n, _ := parseBytes(t.memoryLimit); n > 0 {
 		debug.SetMemoryLimit(n)
 		log.Info("memory limit set", "bytes", n)
+	}
+	tr, err := tracing.Setup(ctx, tracing.Options{Logger: log})
+	if err != nil {
+		return nil, err
 	}
 	tel := &telemetry{tracing: tr, log: log}
 	if t.traceDir != "" {
@@ -185,10 +177,8 @@ func (t *telemetryFlags) start(c *queue.Client, tr *tracing.Tracing, log *slog.L
 		Logger:           log,
 		Recorder:         tel.recorder,
 	})
-	c.Subscribe(tel.slow.Job)
 	if t.metrics {
-		tel.metrics = metrics.New(metrics.Options{Queues: c, Logger: log})
-		c.Subscribe(tel.metrics.ObserveJobEvent)
+		tel.metrics = metrics.New(metrics.Options{Logger: log})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	tel.cancel = cancel
@@ -224,6 +214,32 @@ func (t *telemetryFlags) start(c *queue.Client, tr *tracing.Tracing, log *slog.L
 		})
 	}
 	return tel, nil
+}
+
+// engineHooks sets the engine's insert and work hooks (tracing's) in
+// cfg, before the client is made from it.
+func (tel *telemetry) engineHooks(cfg *queue.Config) {
+	cfg.InsertHook, cfg.WorkHook = tel.tracing.InsertHook(), tel.tracing.WorkHook()
+}
+
+// observe has telemetry watch engine client c: its job events feed the
+// slow-job log and the job metrics, and queue depth is read from it at
+// every scrape. Call it before c.Start.
+func (tel *telemetry) observe(c *queue.Client) {
+	c.Subscribe(tel.slow.Job)
+	if tel.metrics != nil {
+		c.Subscribe(tel.metrics.ObserveJobEvent)
+		tel.metrics.WatchQueues(c)
+	}
+}
+
+// registerer is where features register metrics of their own: the
+// metrics' registry, or nil when --metrics=false.
+func (tel *telemetry) registerer() prometheus.Registerer {
+	if tel.metrics == nil {
+		return nil
+	}
+	return tel.metrics.Registry()
 }
 
 // httpMiddleware is the request middleware of the API: tracing's when

@@ -33,7 +33,8 @@ func newEnv(t *testing.T, e *dbtest.Env) *env {
 		t.Fatal(err)
 	}
 	c := e.Client(t, queue.Config{Workers: w, Queues: map[string]queue.QueueConfig{"default": {MaxWorkers: 4}}, PollInterval: 20 * time.Millisecond}, true)
-	m := metrics.New(metrics.Options{Queues: c})
+	m := metrics.New(metrics.Options{})
+	m.WatchQueues(c)
 	a, err := app.New(app.Config{Jobs: c, DB: e.DB, Metrics: m, Monitor: monitor.New(monitor.Options{}), Slow: monitor.NewSlowLog(monitor.SlowOptions{})})
 	if err != nil {
 		t.Fatal(err)

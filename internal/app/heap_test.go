@@ -47,7 +47,8 @@ func TestHeapSteadyOver100kJobs(t *testing.T) {
 				done.Add(1)
 			}
 		}}}, false)
-	m := kmetrics.New(kmetrics.Options{Queues: c})
+	m := kmetrics.New(kmetrics.Options{})
+	m.WatchQueues(c)
 	c.Subscribe(m.ObserveJobEvent)
 	c.Subscribe(monitor.NewSlowLog(monitor.SlowOptions{}).Job)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -37,7 +37,8 @@ func FuzzObserve(f *testing.F) {
 	f.Add("get", "\xff", -1, "\xfe", "k\x00", "new_event", "text/plain;q=0.1, */*;q=0")
 	f.Add("POST", "POST /api/v1/orders", 999, "q", "k", "rescued", "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited")
 	f.Add("DELETE", "/x/y", 500, "q", "k", "started", "application/openmetrics-text; version=0.0.1; charset=utf-8")
-	m := New(Options{Queues: staticQueues{}, Logger: quiet})
+	m := New(Options{Logger: quiet})
+	m.WatchQueues(staticQueues{})
 	f.Fuzz(func(t *testing.T, method, route string, status int, q, kind, event, accept string) {
 		m.RequestStarted()
 		m.RequestDone(method, route, status, time.Millisecond)

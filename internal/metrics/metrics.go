@@ -49,13 +49,11 @@ type Options struct {
 	// Version is the version reported by kiln_build_info; empty means
 	// the main module's version from the build, else "unknown".
 	Version string
-	// Queues, if set, is asked for queue depth at every scrape.
-	Queues QueueStatser
 	// Now is the clock used for the age of the oldest available job;
 	// nil means time.Now.
 	Now func() time.Time
-	// ScrapeTimeout bounds the Queues call of one scrape; zero means
-	// [DefaultScrapeTimeout].
+	// ScrapeTimeout bounds the queue statistics query of one scrape
+	// (see [Metrics.WatchQueues]); zero means [DefaultScrapeTimeout].
 	ScrapeTimeout time.Duration
 	// Logger receives failures of scrapes; nil means slog.Default().
 	Logger *slog.Logger
@@ -75,11 +73,15 @@ type Metrics struct {
 	jobRun   *prometheus.HistogramVec
 	jobWait  *prometheus.HistogramVec
 	jobCache cache[jobKey, *jobSeries]
+
+	opts Options
 }
 
 // New returns metrics registered in a new registry, with the Go runtime
 // (including scheduler latencies and GC pauses), process and build
-// collectors, and, when opts.Queues is set, queue depth.
+// collectors. Queue depth is added by [Metrics.WatchQueues], once the
+// engine exists: metrics are made before the features and the engine, so
+// that those can register metrics of their own.
 func New(opts Options) *Metrics {
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -90,7 +92,7 @@ func New(opts Options) *Metrics {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), opts: opts}
 	m.initHTTP()
 	m.initJobs()
 
@@ -109,9 +111,6 @@ func New(opts Options) *Metrics {
 		)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	if opts.Queues != nil {
-		m.reg.MustRegister(newQueueCollector(opts.Queues, opts.Now, opts.ScrapeTimeout, opts.Logger))
-	}
 
 	h := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{
 		ErrorLog:            errorLog{opts.Logger},
@@ -125,6 +124,11 @@ func New(opts Options) *Metrics {
 	})
 	m.handler = promhttp.InstrumentMetricHandler(m.reg, h)
 	return m
+}
+
+// WatchQueues adds queue depth, asked of q at every scrape. Call it once.
+func (m *Metrics) WatchQueues(q QueueStatser) {
+	m.reg.MustRegister(newQueueCollector(q, m.opts.Now, m.opts.ScrapeTimeout, m.opts.Logger))
 }
 
 // Handler serves the registry in the Prometheus text format, or in

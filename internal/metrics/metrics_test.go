@@ -134,9 +134,9 @@ func TestEngineEvents(t *testing.T) {
 		runAt := time.Now().Add(-time.Hour).Truncate(time.Second)
 		m := New(Options{
 			Version: "1.2.3",
-			Queues:  client,
 			Now:     func() time.Time { return runAt.Add(90 * time.Second) },
 		})
+		m.WatchQueues(client)
 		defer client.Subscribe(m.ObserveJobEvent)()
 		h := m.Handler()
 
@@ -458,7 +458,8 @@ func TestOpenMetrics(t *testing.T) {
 // whole registry passes the Prometheus linter.
 func TestRuntimeMetrics(t *testing.T) {
 	t.Parallel()
-	m := New(Options{Queues: staticQueues{}})
+	m := New(Options{})
+	m.WatchQueues(staticQueues{})
 	runtime.GC()
 	s := samples(t, m.Handler())
 	for _, name := range []string{
@@ -507,7 +508,8 @@ func (b *blockingQueues) Queues(context.Context) ([]queue.QueueStats, error) {
 func TestScrapeTimeout(t *testing.T) {
 	t.Parallel()
 	b := &blockingQueues{release: make(chan struct{})}
-	m := New(Options{Queues: b, ScrapeTimeout: 100 * time.Millisecond, Logger: quiet})
+	m := New(Options{ScrapeTimeout: 100 * time.Millisecond, Logger: quiet})
+	m.WatchQueues(b)
 
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -571,7 +573,8 @@ func (failingQueues) Queues(context.Context) ([]queue.QueueStats, error) {
 func TestScrapeError(t *testing.T) {
 	t.Parallel()
 	var logs bytes.Buffer
-	m := New(Options{Queues: failingQueues{}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	m := New(Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	m.WatchQueues(failingQueues{})
 	for want := 1.0; want <= 2; want++ {
 		res, body := scrape(m.Handler(), "")
 		if res.StatusCode != http.StatusOK {
