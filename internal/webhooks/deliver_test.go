@@ -503,7 +503,7 @@ func TestDeliverRefusesLocalhost(t *testing.T) {
 		rc := newReceiver(t, status(200, ""))
 		e := newEnv(t, de, envOpts{publicOnly: true})
 		ep := Endpoint{URL: rc.urlAt("localhost", "/"), Secret: SecretPrefix + "x", CreatedAt: time.Now()}
-		if err := e.svc.st.insertEndpoint(context.Background(), &ep); err != nil {
+		if err := e.svc.st.insertEndpoint(context.Background(), e.de.DB.W, &ep); err != nil {
 			t.Fatal(err)
 		}
 		d := e.deliver(ep.ID, "ping", `{}`)
