@@ -225,7 +225,7 @@ func TestErrorTableCoversEveryCode(t *testing.T) {
 		queue.ErrNotFound: 404, queue.ErrWrongState: 409, queue.ErrInvalid: 422, queue.ErrUnknownKind: 422,
 		queue.ErrStopped: 503, errors.New("disk on fire"): 500,
 	} {
-		if got := classify(errors.Join(errors.New("ctx"), err)).Status(); got != want {
+		if got := StatusOf(errors.Join(errors.New("ctx"), err)); got != want {
 			t.Errorf("%v: status %d, want %d", err, got, want)
 		}
 	}

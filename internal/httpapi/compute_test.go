@@ -143,7 +143,7 @@ func FuzzFibonacciN(f *testing.F) {
 		n, err := parseFibN(q)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status() != 400 {
+			if !errors.As(err, &e) || StatusOf(e) != 400 {
 				t.Fatalf("%q: %v", raw, err)
 			}
 			return
