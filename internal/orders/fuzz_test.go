@@ -2,22 +2,11 @@ package orders
 
 import (
 	"bytes"
-	"errors"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/kilnhq/kiln/internal/httpapi"
 )
-
-// status classifies err as the API would answer it.
-func status(t *testing.T, err error) int {
-	t.Helper()
-	var e *httpapi.Error
-	if !errors.As(apiError(err, 1), &e) {
-		t.Fatalf("unclassified error %v", err)
-	}
-	return e.Status()
-}
 
 var bodySeeds = []string{
 	`{"user_id":1,"amount_cents":1999,"currency":"EUR","note":"x"}`,
@@ -41,10 +30,10 @@ func FuzzCreateOrder(f *testing.F) {
 		in, err := decodeCreate(r)
 		var o Order
 		if err == nil {
-			o, err = ValidateCreate(in)
+			o, err = validateCreate(in)
 		}
 		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
+			if s := httpapi.StatusOf(err); s != 400 && s != 422 {
 				t.Fatalf("status %d for %q: %v", s, body, err)
 			}
 			return
@@ -65,13 +54,13 @@ func FuzzPatchOrder(f *testing.F) {
 		r.Header.Set("Content-Type", "application/json")
 		in, err := decodePatch(r)
 		if err == nil {
-			err = ValidatePatch(in)
+			err = validatePatch(in)
 			if err == nil && in.Status != nil && *in.Status != string(StatusCancelled) {
 				t.Fatalf("accepted status %q", *in.Status)
 			}
 		}
 		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
+			if s := httpapi.StatusOf(err); s != 400 && s != 422 {
 				t.Fatalf("status %d for %q: %v", s, body, err)
 			}
 		}
@@ -92,12 +81,12 @@ func FuzzListOrders(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		p, err := parseList(raw)
 		if err != nil {
-			if s := status(t, err); s != 400 {
+			if s := httpapi.StatusOf(err); s != 400 {
 				t.Fatalf("status %d for %q: %v", s, raw, err)
 			}
 			return
 		}
-		if p.Limit < 1 || p.Limit > MaxListLimit || p.AfterID < 0 || p.UserID < 0 || len(p.Statuses) > 3 {
+		if p.Limit < 1 || p.Limit > maxListLimit || p.AfterID < 0 || p.UserID < 0 || len(p.Statuses) > 3 {
 			t.Fatalf("%q: %+v", raw, p)
 		}
 		for _, s := range p.Statuses {

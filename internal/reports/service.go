@@ -13,9 +13,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/queue"
@@ -45,9 +45,11 @@ var defaultStatuses = []string{"pending", "confirmed"}
 // Errors of the service; test for them with errors.Is.
 var (
 	// ErrNotFound means no report has the id.
-	ErrNotFound = errors.New("report not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "no report has this id")
 	// ErrNotReady means the report's CSV has not been generated yet.
-	ErrNotReady = errors.New("report is not finished yet")
+	ErrNotReady = apperr.New(apperr.CodeConflict, "the report is not finished yet; poll its status URL until the job is completed")
+	// ErrGone means the report's CSV has been deleted.
+	ErrGone = apperr.New(apperr.CodeNotFound, "the report's file no longer exists")
 )
 
 // Params are what a report covers. Times are UTC; From is inclusive and
@@ -63,33 +65,12 @@ type Params struct {
 	Currency string `json:"currency,omitzero"`
 }
 
-// FieldError names one invalid field of [Params] and says what is wrong.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-// ValidationError lists every invalid field of [Params].
-type ValidationError struct {
-	Fields []FieldError
-}
-
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Fields))
-	for i, f := range e.Fields {
-		msgs[i] = f.Field + ": " + f.Message
-	}
-	return "invalid report parameters: " + strings.Join(msgs, "; ")
-}
-
 // Normalize checks p and puts it in canonical form: statuses defaulted,
 // de-duplicated and ordered, times in UTC at microsecond precision. It
-// returns a *[ValidationError] naming every bad field.
+// returns a validation error naming every bad field.
 func (p *Params) Normalize() error {
-	var fe []FieldError
-	bad := func(field, format string, args ...any) {
-		fe = append(fe, FieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var fe apperr.Fields
+	bad := fe.Add
 	switch p.Kind {
 	case KindOrderTotals:
 	case "":
@@ -139,10 +120,7 @@ func (p *Params) Normalize() error {
 	if p.Currency != "" && !isCurrency(p.Currency) {
 		bad("currency", "must be an ISO 4217 code: 3 upper-case letters such as EUR")
 	}
-	if len(fe) > 0 {
-		return &ValidationError{Fields: fe}
-	}
-	return nil
+	return fe.Err()
 }
 
 // isCurrency reports whether s is 3 upper-case ASCII letters.
@@ -185,22 +163,31 @@ type Jobs interface {
 
 var _ Jobs = (*queue.Client)(nil)
 
+// Options configure a [Service].
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
 // Service creates and reads reports.
 type Service struct {
 	db    *database.DB
-	st    store
+	st    *store
 	jobs  Jobs
 	blobs *blobs.Store
 	now   func() time.Time
 }
 
-// NewService returns a service over db that enqueues report.generate
-// jobs on jobs and serves CSVs from blobs. now nil means time.Now.
-func NewService(db *database.DB, jobs Jobs, blobs *blobs.Store, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the reports in db, which enqueues
+// their report.generate jobs with jobs and keeps their CSVs in bs.
+func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, o Options) (*Service, error) {
+	if db == nil || jobs == nil || bs == nil {
+		return nil, errors.New("reports: NewService needs a database, a job engine and a blob store")
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, blobs: blobs, now: now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, st: newStore(db), jobs: jobs, blobs: bs, now: o.Now}, nil
 }
 
 // Created identifies a newly requested report and its job.
@@ -222,7 +209,7 @@ func (a *generateArgs) Validate() error {
 	return nil
 }
 
-// Create validates p (a *[ValidationError] when bad), then stores the
+// Create validates p (a validation error when bad), then stores the
 // report and enqueues its report.generate job in one transaction: both
 // exist or neither does.
 func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
@@ -285,7 +272,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 
 // Download returns the report with the id if its CSV is ready:
 // [ErrNotFound] for an unknown report, [ErrNotReady] for one still being
-// generated.
+// generated, [ErrGone] for one whose file has been deleted.
 func (s *Service) Download(ctx context.Context, id int64) (Report, error) {
 	r, err := s.st.get(ctx, s.db.R, id)
 	if err != nil {
@@ -294,14 +281,14 @@ func (s *Service) Download(ctx context.Context, id int64) (Report, error) {
 	if !r.Complete() {
 		return Report{}, fmt.Errorf("report %d: %w", id, ErrNotReady)
 	}
+	if r.BlobID == "" {
+		return Report{}, apperr.Wrapf(ErrGone, "report %d's file no longer exists; request the report again", id)
+	}
 	return r, nil
 }
 
 // Blobs returns the store the CSVs are kept in.
 func (s *Service) Blobs() *blobs.Store { return s.blobs }
-
-// DownloadPath is the API path of report id's CSV.
-func DownloadPath(id int64) string { return fmt.Sprintf("/api/v1/reports/%d/download", id) }
 
 // filename is the download name of r's CSV.
 func filename(r Report) string {

@@ -82,7 +82,10 @@ func BenchmarkMiddleware(b *testing.B) {
 // internal/users does, with tracing off and on.
 func BenchmarkGetUser(b *testing.B) {
 	d := dbtest.SQLite(b)
-	svc := users.NewService(users.NewStore(d.DB), nil)
+	svc, err := users.NewService(d.DB, users.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
 	u, err := svc.Create(context.Background(), users.CreateInput{Email: "ada@example.com", Name: "Ada Lovelace"})
 	if err != nil {
 		b.Fatal(err)

@@ -23,7 +23,10 @@ func BenchmarkGetUser(b *testing.B) {
 	for name, open := range envs {
 		b.Run(name, func(b *testing.B) {
 			d := open(b)
-			svc := NewService(NewStore(d.DB), nil)
+			svc, err := NewService(d.DB, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
 			u, err := svc.Create(context.Background(), CreateInput{Email: "ada@example.com", Name: "Ada Lovelace"})
 			if err != nil {
 				b.Fatal(err)

@@ -2,22 +2,11 @@ package users
 
 import (
 	"bytes"
-	"errors"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/kilnhq/kiln/internal/httpapi"
 )
-
-// status classifies err as the API would answer it.
-func status(t *testing.T, err error) int {
-	t.Helper()
-	var e *httpapi.Error
-	if !errors.As(apiError(err, 1), &e) {
-		t.Fatalf("unclassified error %v", err)
-	}
-	return e.Status()
-}
 
 var bodySeeds = []string{
 	`{"email":"ada@example.com","name":"Ada"}`,
@@ -39,16 +28,16 @@ func FuzzCreateUser(f *testing.F) {
 		r.Header.Set("Content-Type", "application/json")
 		in, err := decodeCreate(r)
 		if err == nil {
-			in, err = ValidateCreate(in)
+			in, err = validateCreate(in)
 		}
 		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
+			if s := httpapi.StatusOf(err); s != 400 && s != 422 {
 				t.Fatalf("status %d for %q: %v", s, body, err)
 			}
 			return
 		}
 		// What is accepted is normalized and within the limits.
-		if again, err := ValidateCreate(in); err != nil || again != in {
+		if again, err := validateCreate(in); err != nil || again != in {
 			t.Fatalf("accepted %+v does not validate again: %v", in, err)
 		}
 	})
@@ -64,10 +53,10 @@ func FuzzPatchUser(f *testing.F) {
 		r.Header.Set("Content-Type", "application/json")
 		in, err := decodePatch(r)
 		if err == nil {
-			_, err = ValidatePatch(in)
+			_, err = validatePatch(in)
 		}
 		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
+			if s := httpapi.StatusOf(err); s != 400 && s != 422 {
 				t.Fatalf("status %d for %q: %v", s, body, err)
 			}
 		}
@@ -85,12 +74,12 @@ func FuzzListUsers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		p, err := parseList(raw)
 		if err != nil {
-			if s := status(t, err); s != 400 {
+			if s := httpapi.StatusOf(err); s != 400 {
 				t.Fatalf("status %d for %q: %v", s, raw, err)
 			}
 			return
 		}
-		if p.Limit < 1 || p.Limit > MaxListLimit || p.AfterID < 0 {
+		if p.Limit < 1 || p.Limit > maxListLimit || p.AfterID < 0 {
 			t.Fatalf("%q: %+v", raw, p)
 		}
 	})

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
 )
 
@@ -21,28 +22,32 @@ type User struct {
 	UpdatedAt time.Time
 }
 
-// Errors of the store, returned wrapped.
+// Errors of the store, returned wrapped; test for them with errors.Is.
 var (
 	// ErrNotFound: no user has the id.
-	ErrNotFound = errors.New("user not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "user not found")
 	// ErrEmailTaken: another user already has the email.
-	ErrEmailTaken = errors.New("email is already taken")
+	ErrEmailTaken = &apperr.Error{Code: apperr.CodeConflict, Message: "another user already has this email",
+		Fields: []apperr.FieldError{{Field: "email", Message: "is already taken"}}}
 	// ErrHasOrders: the user cannot be deleted while orders refer to it.
-	ErrHasOrders = errors.New("user has orders")
+	ErrHasOrders = apperr.New(apperr.CodeConflict, "user has orders")
 )
+
+// notFound is the error for user id, which does not exist.
+func notFound(id int64) error { return apperr.Wrapf(ErrNotFound, "user %d does not exist", id) }
 
 const columns = "id, email, name, created_at, updated_at"
 
-// Store reads and writes the users table.
-type Store struct {
+// store reads and writes the users table.
+type store struct {
 	db *database.DB
 	// Fixed queries, rebound for the dialect once.
 	qGet, qInsert, qUpdate, qDelete string
 }
 
-// NewStore returns a store on db.
-func NewStore(db *database.DB) *Store {
-	return &Store{
+// newStore returns a store on db.
+func newStore(db *database.DB) *store {
+	return &store{
 		db:      db,
 		qGet:    db.Rebind("SELECT " + columns + " FROM users WHERE id = ?"),
 		qInsert: db.Rebind("INSERT INTO users (email, name, created_at, updated_at) VALUES (?, ?, ?, ?) RETURNING id"),
@@ -59,22 +64,22 @@ func scanUser(row scanner, u *User) error {
 	return row.Scan(&u.ID, &u.Email, &u.Name, database.ScanTime(&u.CreatedAt), database.ScanTime(&u.UpdatedAt))
 }
 
-// Get returns the user with id, or an error wrapping [ErrNotFound]. It is
+// get returns the user with id, or an error wrapping [ErrNotFound]. It is
 // one primary-key SELECT on the read handle.
-func (s *Store) Get(ctx context.Context, id int64) (User, error) {
+func (s *store) get(ctx context.Context, id int64) (User, error) {
 	var u User
 	if err := scanUser(s.db.R.QueryRowContext(ctx, s.qGet, id), &u); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return u, fmt.Errorf("user %d: %w", id, ErrNotFound)
+			return u, notFound(id)
 		}
 		return u, fmt.Errorf("get user %d: %w", id, err)
 	}
 	return u, nil
 }
 
-// Insert stores u (its email, name and times) and sets u.ID. A taken
+// insert stores u (its email, name and times) and sets u.ID. A taken
 // email is an error wrapping [ErrEmailTaken].
-func (s *Store) Insert(ctx context.Context, q database.Querier, u *User) error {
+func (s *store) insert(ctx context.Context, q database.Querier, u *User) error {
 	err := q.QueryRowContext(ctx, s.qInsert, u.Email, u.Name, s.db.Time(u.CreatedAt), s.db.Time(u.UpdatedAt)).Scan(&u.ID)
 	if err != nil {
 		if database.IsUniqueViolation(err) {
@@ -85,15 +90,15 @@ func (s *Store) Insert(ctx context.Context, q database.Querier, u *User) error {
 	return nil
 }
 
-// Update sets the email and name of user id to those that are not nil,
+// update sets the email and name of user id to those that are not nil,
 // and its updated_at to now, and returns the user as stored. A missing
 // user is [ErrNotFound], a taken email [ErrEmailTaken] (both wrapped).
-func (s *Store) Update(ctx context.Context, id int64, email, name *string, now time.Time) (User, error) {
+func (s *store) update(ctx context.Context, id int64, email, name *string, now time.Time) (User, error) {
 	var u User
 	err := scanUser(s.db.W.QueryRowContext(ctx, s.qUpdate, nullable(email), nullable(name), s.db.Time(now), id), &u)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return u, fmt.Errorf("update user %d: %w", id, ErrNotFound)
+		return u, notFound(id)
 	case database.IsUniqueViolation(err):
 		return u, fmt.Errorf("update user %d: %w", id, ErrEmailTaken)
 	case err != nil:
@@ -109,13 +114,13 @@ func nullable(s *string) any {
 	return *s
 }
 
-// Delete removes user id. A missing user is [ErrNotFound]; a user that
+// delete removes user id. A missing user is [ErrNotFound]; a user that
 // orders still refer to is [ErrHasOrders] (both wrapped).
-func (s *Store) Delete(ctx context.Context, id int64) error {
+func (s *store) delete(ctx context.Context, id int64) error {
 	res, err := s.db.W.ExecContext(ctx, s.qDelete, id)
 	if err != nil {
 		if database.IsForeignKeyViolation(err) {
-			return fmt.Errorf("delete user %d: %w", id, ErrHasOrders)
+			return apperr.Wrapf(ErrHasOrders, "user %d has orders and cannot be deleted; delete the orders first", id)
 		}
 		return fmt.Errorf("delete user %d: %w", id, err)
 	}
@@ -124,7 +129,7 @@ func (s *Store) Delete(ctx context.Context, id int64) error {
 		return fmt.Errorf("delete user %d: %w", id, err)
 	}
 	if n == 0 {
-		return fmt.Errorf("delete user %d: %w", id, ErrNotFound)
+		return notFound(id)
 	}
 	return nil
 }
@@ -144,8 +149,8 @@ type ListParams struct {
 	Limit int
 }
 
-// List returns the users p selects, newest (highest id) first.
-func (s *Store) List(ctx context.Context, p ListParams) ([]User, error) {
+// list returns the users p selects, newest (highest id) first.
+func (s *store) list(ctx context.Context, p ListParams) ([]User, error) {
 	var b strings.Builder
 	args := make([]any, 0, 5)
 	b.WriteString("SELECT " + columns + " FROM users WHERE 1 = 1")

@@ -96,7 +96,7 @@ func RegisterKinds(w *queue.Workers, db *database.DB, o Options) *resilience.Bre
 
 // deliverer works webhook.deliver jobs.
 type deliverer struct {
-	st       store
+	st       *store
 	client   *http.Client
 	breakers *resilience.Breakers
 	timeout  time.Duration
@@ -105,7 +105,7 @@ type deliverer struct {
 }
 
 func newDeliverer(db *database.DB, o Options) *deliverer {
-	d := &deliverer{st: store{db}, breakers: o.Breakers, timeout: o.Timeout, retry: o.Retry, now: o.Now}
+	d := &deliverer{st: newStore(db), breakers: o.Breakers, timeout: o.Timeout, retry: o.Retry, now: o.Now}
 	var rt http.RoundTripper = newTransport(guard{o.AllowNetworks}, o.Resolver)
 	if o.WrapTransport != nil {
 		rt = o.WrapTransport(rt)

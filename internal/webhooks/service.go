@@ -25,25 +25,28 @@ var _ Jobs = (*queue.Client)(nil)
 // Service manages endpoints and deliveries.
 type Service struct {
 	db       *database.DB
-	st       store
+	st       *store
 	jobs     Jobs
 	breakers *resilience.Breakers
 	guard    guard
 	now      func() time.Time
 }
 
-// NewService returns a service over db that enqueues webhook.deliver
-// jobs on jobs. o is what the deliveries are given: of it the service
-// uses Breakers, which must be the set the deliveries use (as
-// [RegisterKinds] returns it), so that an endpoint shows its host's
-// breaker (nil shows every host closed); AllowNetworks, to refuse
-// endpoints the deliveries would refuse; and Now (default time.Now).
-func NewService(db *database.DB, jobs Jobs, o Options) *Service {
-	now := o.Now
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the webhook endpoints and
+// deliveries in db, which enqueues webhook.deliver jobs with jobs. o is
+// what the deliveries are given: of it the service uses Breakers, which
+// must be the set the deliveries use (as [RegisterKinds] returns it), so
+// that an endpoint shows its host's breaker (nil shows every host
+// closed); AllowNetworks, to refuse endpoints the deliveries would
+// refuse; and Now (default time.Now).
+func NewService(db *database.DB, jobs Jobs, o Options) (*Service, error) {
+	if db == nil || jobs == nil {
+		return nil, errors.New("webhooks: NewService needs a database and a job engine")
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, breakers: o.Breakers, guard: guard{o.AllowNetworks}, now: now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, st: newStore(db), jobs: jobs, breakers: o.Breakers, guard: guard{o.AllowNetworks}, now: o.Now}, nil
 }
 
 func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
@@ -54,7 +57,7 @@ type EndpointInput struct {
 	Description string
 }
 
-// CreateEndpoint validates in (a *[ValidationError] when bad) and stores
+// CreateEndpoint validates in (a a validation error when bad) and stores
 // a new endpoint with a new signing secret, which the returned endpoint
 // carries. A URL whose host is an address that is neither public nor in
 // [Options].AllowNetworks, in whatever form it is written, or the name
@@ -130,7 +133,7 @@ func (a *deliverArgs) Validate() error {
 
 // Deliver stores a delivery of event with payload (a JSON object) to
 // endpoint endpointID and enqueues its job, in one transaction. Errors:
-// *[ValidationError], [ErrNotFound] for the endpoint.
+// a validation error, [ErrNotFound] for the endpoint.
 func (s *Service) Deliver(ctx context.Context, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
 	return database.Once(ctx, s.db, func(tx *sql.Tx) (Delivery, error) {
 		return s.Enqueue(ctx, tx, endpointID, event, payload)
@@ -141,7 +144,7 @@ func (s *Service) Deliver(ctx context.Context, endpointID int64, event string, p
 // endpoint endpointID and enqueues its webhook.deliver job, both in tx:
 // call it inside another feature's transaction so that the event is
 // delivered if and only if that transaction commits. Errors:
-// *[ValidationError] for a bad event or payload, [ErrNotFound] for the
+// a validation error for a bad event or payload, [ErrNotFound] for the
 // endpoint (wrapped), or a database error that should abort tx.
 func (s *Service) Enqueue(ctx context.Context, tx *sql.Tx, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
 	var v validation

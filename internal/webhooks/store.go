@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
 )
 
@@ -14,6 +15,19 @@ import (
 type store struct {
 	db *database.DB
 }
+
+// endpointNotFound is the error for endpoint id, which does not exist.
+func endpointNotFound(id int64) error {
+	return apperr.Wrapf(fmt.Errorf("webhook endpoint %d: %w", id, ErrNotFound), "no webhook has this id")
+}
+
+// deliveryNotFound is the error for delivery id, which does not exist.
+func deliveryNotFound(id int64) error {
+	return apperr.Wrapf(fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound), "no webhook delivery has this id")
+}
+
+// newStore returns the store of the tables in db.
+func newStore(db *database.DB) *store { return &store{db: db} }
 
 const endpointColumns = `id, url, description, secret, created_at`
 
@@ -24,7 +38,7 @@ func scanEndpoint(sc interface{ Scan(...any) error }) (Endpoint, error) {
 }
 
 // insertEndpoint stores e and sets its id.
-func (s store) insertEndpoint(ctx context.Context, q database.Querier, e *Endpoint) error {
+func (s *store) insertEndpoint(ctx context.Context, q database.Querier, e *Endpoint) error {
 	err := q.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO webhook_endpoints (url, description, secret, created_at) VALUES (?, ?, ?, ?) RETURNING id`),
 		e.URL, e.Description, e.Secret, s.db.Time(e.CreatedAt)).Scan(&e.ID)
 	if err != nil {
@@ -34,10 +48,10 @@ func (s store) insertEndpoint(ctx context.Context, q database.Querier, e *Endpoi
 }
 
 // endpoint returns endpoint id from q, or an error wrapping ErrNotFound.
-func (s store) endpoint(ctx context.Context, q database.Querier, id int64) (Endpoint, error) {
+func (s *store) endpoint(ctx context.Context, q database.Querier, id int64) (Endpoint, error) {
 	e, err := scanEndpoint(q.QueryRowContext(ctx, s.db.Rebind(`SELECT `+endpointColumns+` FROM webhook_endpoints WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Endpoint{}, fmt.Errorf("webhook endpoint %d: %w", id, ErrNotFound)
+		return Endpoint{}, endpointNotFound(id)
 	}
 	if err != nil {
 		return Endpoint{}, fmt.Errorf("read webhook endpoint %d: %w", id, err)
@@ -53,7 +67,7 @@ type ListParams struct {
 }
 
 // endpoints returns a page of endpoints, newest first.
-func (s store) endpoints(ctx context.Context, p ListParams) ([]Endpoint, error) {
+func (s *store) endpoints(ctx context.Context, p ListParams) ([]Endpoint, error) {
 	q := `SELECT ` + endpointColumns + ` FROM webhook_endpoints`
 	args := []any{}
 	if p.AfterID > 0 {
@@ -83,7 +97,7 @@ func (s store) endpoints(ctx context.Context, p ListParams) ([]Endpoint, error) 
 
 // deleteEndpoint deletes endpoint id and, explicitly rather than only
 // through ON DELETE CASCADE, its deliveries and their attempts.
-func (s store) deleteEndpoint(ctx context.Context, tx *sql.Tx, id int64) error {
+func (s *store) deleteEndpoint(ctx context.Context, tx *sql.Tx, id int64) error {
 	res, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_endpoints WHERE id = ?`), id)
 	if err != nil {
 		return fmt.Errorf("delete webhook endpoint %d: %w", id, err)
@@ -91,7 +105,7 @@ func (s store) deleteEndpoint(ctx context.Context, tx *sql.Tx, id int64) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("delete webhook endpoint %d: %w", id, err)
 	} else if n == 0 {
-		return fmt.Errorf("webhook endpoint %d: %w", id, ErrNotFound)
+		return endpointNotFound(id)
 	}
 	if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = ?)`), id); err != nil {
 		return fmt.Errorf("delete the attempts of webhook endpoint %d: %w", id, err)
@@ -118,7 +132,7 @@ func scanDelivery(sc interface{ Scan(...any) error }) (Delivery, error) {
 
 // insertDelivery stores d, whose job is not yet known (job_id 0 until
 // setJob, in the same transaction), and sets its id.
-func (s store) insertDelivery(ctx context.Context, tx *sql.Tx, d *Delivery) error {
+func (s *store) insertDelivery(ctx context.Context, tx *sql.Tx, d *Delivery) error {
 	err := tx.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO webhook_deliveries (endpoint_id, event, payload, job_id, status, created_at) VALUES (?, ?, ?, 0, ?, ?) RETURNING id`),
 		d.EndpointID, d.Event, string(d.Payload), string(StatusPending), s.db.Time(d.CreatedAt)).Scan(&d.ID)
 	if err != nil {
@@ -128,7 +142,7 @@ func (s store) insertDelivery(ctx context.Context, tx *sql.Tx, d *Delivery) erro
 }
 
 // setJob records delivery id's job.
-func (s store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
+func (s *store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
 	if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE webhook_deliveries SET job_id = ? WHERE id = ?`), jobID, id); err != nil {
 		return fmt.Errorf("set job of webhook delivery %d: %w", id, err)
 	}
@@ -136,10 +150,10 @@ func (s store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
 }
 
 // delivery returns delivery id, or an error wrapping ErrNotFound.
-func (s store) delivery(ctx context.Context, q database.Querier, id int64) (Delivery, error) {
+func (s *store) delivery(ctx context.Context, q database.Querier, id int64) (Delivery, error) {
 	d, err := scanDelivery(q.QueryRowContext(ctx, s.db.Rebind(`SELECT `+deliveryColumns+` FROM webhook_deliveries WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Delivery{}, fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+		return Delivery{}, deliveryNotFound(id)
 	}
 	if err != nil {
 		return Delivery{}, fmt.Errorf("read webhook delivery %d: %w", id, err)
@@ -148,7 +162,7 @@ func (s store) delivery(ctx context.Context, q database.Querier, id int64) (Deli
 }
 
 // deliveries returns a page of endpoint id's deliveries, newest first.
-func (s store) deliveries(ctx context.Context, endpointID int64, p ListParams) ([]Delivery, error) {
+func (s *store) deliveries(ctx context.Context, endpointID int64, p ListParams) ([]Delivery, error) {
 	q := `SELECT ` + deliveryColumns + ` FROM webhook_deliveries WHERE endpoint_id = ?`
 	args := []any{endpointID}
 	if p.AfterID > 0 {
@@ -177,7 +191,7 @@ func (s store) deliveries(ctx context.Context, endpointID int64, p ListParams) (
 }
 
 // attempts returns delivery id's attempts in order.
-func (s store) attempts(ctx context.Context, id int64) ([]Attempt, error) {
+func (s *store) attempts(ctx context.Context, id int64) ([]Attempt, error) {
 	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(`SELECT seq, job_attempt, started_at, duration_ms, status_code, error, outcome, response_body, retry_at
 FROM webhook_attempts WHERE delivery_id = ? ORDER BY seq`), id)
 	if err != nil {
@@ -212,14 +226,14 @@ type target struct {
 
 // target returns delivery id with its endpoint's URL and secret, or an
 // error wrapping ErrNotFound.
-func (s store) target(ctx context.Context, id int64) (target, error) {
+func (s *store) target(ctx context.Context, id int64) (target, error) {
 	var t target
 	var payload, status string
 	err := s.db.R.QueryRowContext(ctx, s.db.Rebind(`SELECT d.id, d.endpoint_id, d.event, d.payload, d.job_id, d.status, d.attempts, d.last_error, d.created_at, e.url, e.secret
 FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = ?`), id).
 		Scan(&t.ID, &t.EndpointID, &t.Event, &payload, &t.JobID, &status, &t.Attempts, &t.LastError, database.ScanTime(&t.CreatedAt), &t.URL, &t.Secret)
 	if errors.Is(err, sql.ErrNoRows) {
-		return target{}, fmt.Errorf("webhook delivery %d: %w", id, ErrNotFound)
+		return target{}, deliveryNotFound(id)
 	}
 	if err != nil {
 		return target{}, fmt.Errorf("read webhook delivery %d: %w", id, err)
@@ -232,7 +246,7 @@ FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE
 // status is not pending, finishes the delivery with it; lastError is
 // the delivery's last error ("" clears it). It returns the attempt's
 // number.
-func (s store) record(ctx context.Context, id int64, a Attempt, status DeliveryStatus, now time.Time) (int, error) {
+func (s *store) record(ctx context.Context, id int64, a Attempt, status DeliveryStatus, now time.Time) (int, error) {
 	var n int
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, s.db.Rebind(`SELECT coalesce(max(seq), 0) + 1 FROM webhook_attempts WHERE delivery_id = ?`), id).Scan(&n); err != nil {
