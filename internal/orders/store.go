@@ -82,13 +82,11 @@ func newStore(db *database.DB) *store {
 	}
 }
 
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-func scanOrder(row scanner, o *Order) error {
-	return row.Scan(&o.ID, &o.UserID, &o.Status, &o.AmountCents, &o.Currency, &o.Note,
+func scanOrder(row database.Scanner) (Order, error) {
+	var o Order
+	err := row.Scan(&o.ID, &o.UserID, &o.Status, &o.AmountCents, &o.Currency, &o.Note,
 		database.ScanTime(&o.CreatedAt), database.ScanTime(&o.UpdatedAt), database.ScanTime(&o.ConfirmedAt))
+	return o, err
 }
 
 // insert stores o with q (a transaction, or the database's W) and sets
@@ -108,8 +106,8 @@ func (s *store) insert(ctx context.Context, q database.Querier, o *Order) error 
 
 // get returns order id, or an error wrapping [ErrNotFound].
 func (s *store) get(ctx context.Context, id int64) (Order, error) {
-	var o Order
-	if err := scanOrder(s.db.R.QueryRowContext(ctx, s.qGet, id), &o); err != nil {
+	o, err := scanOrder(s.db.R.QueryRowContext(ctx, s.qGet, id))
+	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return o, notFound(id)
 		}
@@ -131,8 +129,7 @@ func (s *store) update(ctx context.Context, id int64, note *string, status *Stat
 	if status != nil {
 		statusArg = string(*status)
 	}
-	var o Order
-	err := scanOrder(s.db.W.QueryRowContext(ctx, s.qUpdate, noteArg, statusArg, s.db.Time(now), id), &o)
+	o, err := scanOrder(s.db.W.QueryRowContext(ctx, s.qUpdate, noteArg, statusArg, s.db.Time(now), id))
 	if errors.Is(err, sql.ErrNoRows) {
 		// Missing, or cancelled: tell which.
 		if _, err := s.get(ctx, id); err != nil {
@@ -148,15 +145,11 @@ func (s *store) update(ctx context.Context, id int64, note *string, status *Stat
 
 // delete removes order id; a missing order is [ErrNotFound] (wrapped).
 func (s *store) delete(ctx context.Context, id int64) error {
-	res, err := s.db.W.ExecContext(ctx, s.qDelete, id)
-	if err != nil {
+	n, err := database.Exec(ctx, s.db.W, s.qDelete, id)
+	switch {
+	case err != nil:
 		return fmt.Errorf("delete order %d: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete order %d: %w", id, err)
-	}
-	if n == 0 {
+	case n == 0:
 		return notFound(id)
 	}
 	return nil
@@ -168,11 +161,7 @@ func (s *store) delete(ctx context.Context, id int64) error {
 // A missing order is [ErrNotFound] (wrapped).
 func (s *store) confirm(ctx context.Context, id int64, now time.Time) (changed bool, status Status, err error) {
 	t := s.db.Time(now)
-	res, err := s.db.W.ExecContext(ctx, s.qConfirm, t, t, id)
-	if err != nil {
-		return false, "", fmt.Errorf("confirm order %d: %w", id, err)
-	}
-	n, err := res.RowsAffected()
+	n, err := database.Exec(ctx, s.db.W, s.qConfirm, t, t, id)
 	if err != nil {
 		return false, "", fmt.Errorf("confirm order %d: %w", id, err)
 	}
@@ -207,53 +196,32 @@ type ListParams struct {
 
 // list returns the orders p selects, newest (highest id) first.
 func (s *store) list(ctx context.Context, p ListParams) ([]Order, error) {
-	var b strings.Builder
-	args := make([]any, 0, 6+len(p.Statuses))
-	b.WriteString("SELECT " + columns + " FROM orders WHERE 1 = 1")
+	q := database.NewSelect("SELECT " + columns + " FROM orders")
 	if p.UserID > 0 {
-		b.WriteString(" AND user_id = ?")
-		args = append(args, p.UserID)
+		q.Where("user_id = ?", p.UserID)
 	}
 	if len(p.Statuses) > 0 {
-		b.WriteString(" AND status IN (?" + strings.Repeat(", ?", len(p.Statuses)-1) + ")")
-		for _, st := range p.Statuses {
-			args = append(args, string(st))
+		args := make([]any, len(p.Statuses))
+		for i, st := range p.Statuses {
+			args[i] = string(st)
 		}
+		q.Where("status IN (?"+strings.Repeat(", ?", len(p.Statuses)-1)+")", args...)
 	}
 	// Stored times have microseconds: after t means after t rounded
 	// down, before t before t rounded up, the same on both databases.
 	if !p.CreatedAfter.IsZero() {
-		b.WriteString(" AND created_at > ?")
-		args = append(args, s.db.Time(p.CreatedAfter.Truncate(time.Microsecond)))
+		q.Where("created_at > ?", s.db.Time(p.CreatedAfter.Truncate(time.Microsecond)))
 	}
 	if t := p.CreatedBefore; !t.IsZero() {
 		if d := t.Truncate(time.Microsecond); d.Before(t) {
 			t = d.Add(time.Microsecond)
 		}
-		b.WriteString(" AND created_at < ?")
-		args = append(args, s.db.Time(t))
+		q.Where("created_at < ?", s.db.Time(t))
 	}
-	if p.AfterID > 0 {
-		b.WriteString(" AND id < ?")
-		args = append(args, p.AfterID)
-	}
-	b.WriteString(" ORDER BY id DESC LIMIT ?")
-	args = append(args, p.Limit)
-	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(b.String()), args...)
+	query, args := q.Newest(p.AfterID, p.Limit)
+	os, err := database.QueryAll(ctx, s.db.R, s.db.Rebind(query), args, scanOrder)
 	if err != nil {
 		return nil, fmt.Errorf("list orders: %w", err)
 	}
-	defer rows.Close()
-	out := make([]Order, 0, min(p.Limit, 128))
-	for rows.Next() {
-		var o Order
-		if err := scanOrder(rows, &o); err != nil {
-			return nil, fmt.Errorf("list orders: %w", err)
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list orders: %w", err)
-	}
-	return out, nil
+	return os, nil
 }

@@ -56,19 +56,17 @@ func newStore(db *database.DB) *store {
 	}
 }
 
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-func scanUser(row scanner, u *User) error {
-	return row.Scan(&u.ID, &u.Email, &u.Name, database.ScanTime(&u.CreatedAt), database.ScanTime(&u.UpdatedAt))
+func scanUser(row database.Scanner) (User, error) {
+	var u User
+	err := row.Scan(&u.ID, &u.Email, &u.Name, database.ScanTime(&u.CreatedAt), database.ScanTime(&u.UpdatedAt))
+	return u, err
 }
 
 // get returns the user with id, or an error wrapping [ErrNotFound]. It is
 // one primary-key SELECT on the read handle.
 func (s *store) get(ctx context.Context, id int64) (User, error) {
-	var u User
-	if err := scanUser(s.db.R.QueryRowContext(ctx, s.qGet, id), &u); err != nil {
+	u, err := scanUser(s.db.R.QueryRowContext(ctx, s.qGet, id))
+	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return u, notFound(id)
 		}
@@ -94,8 +92,7 @@ func (s *store) insert(ctx context.Context, q database.Querier, u *User) error {
 // and its updated_at to now, and returns the user as stored. A missing
 // user is [ErrNotFound], a taken email [ErrEmailTaken] (both wrapped).
 func (s *store) update(ctx context.Context, id int64, email, name *string, now time.Time) (User, error) {
-	var u User
-	err := scanUser(s.db.W.QueryRowContext(ctx, s.qUpdate, nullable(email), nullable(name), s.db.Time(now), id), &u)
+	u, err := scanUser(s.db.W.QueryRowContext(ctx, s.qUpdate, nullable(email), nullable(name), s.db.Time(now), id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return u, notFound(id)
@@ -117,18 +114,13 @@ func nullable(s *string) any {
 // delete removes user id. A missing user is [ErrNotFound]; a user that
 // orders still refer to is [ErrHasOrders] (both wrapped).
 func (s *store) delete(ctx context.Context, id int64) error {
-	res, err := s.db.W.ExecContext(ctx, s.qDelete, id)
-	if err != nil {
-		if database.IsForeignKeyViolation(err) {
-			return apperr.Wrapf(ErrHasOrders, "user %d has orders and cannot be deleted; delete the orders first", id)
-		}
+	n, err := database.Exec(ctx, s.db.W, s.qDelete, id)
+	switch {
+	case database.IsForeignKeyViolation(err):
+		return apperr.Wrapf(ErrHasOrders, "user %d has orders and cannot be deleted; delete the orders first", id)
+	case err != nil:
 		return fmt.Errorf("delete user %d: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete user %d: %w", id, err)
-	}
-	if n == 0 {
+	case n == 0:
 		return notFound(id)
 	}
 	return nil
@@ -151,42 +143,21 @@ type ListParams struct {
 
 // list returns the users p selects, newest (highest id) first.
 func (s *store) list(ctx context.Context, p ListParams) ([]User, error) {
-	var b strings.Builder
-	args := make([]any, 0, 5)
-	b.WriteString("SELECT " + columns + " FROM users WHERE 1 = 1")
+	q := database.NewSelect("SELECT " + columns + " FROM users")
 	if p.Email != "" {
-		b.WriteString(" AND email = ?")
-		args = append(args, p.Email)
+		q.Where("email = ?", p.Email)
 	}
 	if p.Search != "" {
 		low := "%" + escapeLike(strings.ToLower(p.Search)) + "%"
 		raw := "%" + escapeLike(p.Search) + "%"
-		b.WriteString(` AND (lower(name) LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR email LIKE ? ESCAPE '\')`)
-		args = append(args, low, raw, low)
+		q.Where(`(lower(name) LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR email LIKE ? ESCAPE '\')`, low, raw, low)
 	}
-	if p.AfterID > 0 {
-		b.WriteString(" AND id < ?")
-		args = append(args, p.AfterID)
-	}
-	b.WriteString(" ORDER BY id DESC LIMIT ?")
-	args = append(args, p.Limit)
-	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(b.String()), args...)
+	query, args := q.Newest(p.AfterID, p.Limit)
+	us, err := database.QueryAll(ctx, s.db.R, s.db.Rebind(query), args, scanUser)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	defer rows.Close()
-	out := make([]User, 0, min(p.Limit, 128))
-	for rows.Next() {
-		var u User
-		if err := scanUser(rows, &u); err != nil {
-			return nil, fmt.Errorf("list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	return out, nil
+	return us, nil
 }
 
 // escapeLike escapes the LIKE wildcards of s with backslashes.

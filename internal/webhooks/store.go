@@ -31,7 +31,7 @@ func newStore(db *database.DB) *store { return &store{db: db} }
 
 const endpointColumns = `id, url, description, secret, created_at`
 
-func scanEndpoint(sc interface{ Scan(...any) error }) (Endpoint, error) {
+func scanEndpoint(sc database.Scanner) (Endpoint, error) {
 	var e Endpoint
 	err := sc.Scan(&e.ID, &e.URL, &e.Description, &e.Secret, database.ScanTime(&e.CreatedAt))
 	return e, err
@@ -68,43 +68,22 @@ type ListParams struct {
 
 // endpoints returns a page of endpoints, newest first.
 func (s *store) endpoints(ctx context.Context, p ListParams) ([]Endpoint, error) {
-	q := `SELECT ` + endpointColumns + ` FROM webhook_endpoints`
-	args := []any{}
-	if p.AfterID > 0 {
-		q += ` WHERE id < ?`
-		args = append(args, p.AfterID)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, p.Limit)
-	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(q), args...)
+	query, args := database.NewSelect(`SELECT `+endpointColumns+` FROM webhook_endpoints`).Newest(p.AfterID, p.Limit)
+	es, err := database.QueryAll(ctx, s.db.R, s.db.Rebind(query), args, scanEndpoint)
 	if err != nil {
 		return nil, fmt.Errorf("list webhook endpoints: %w", err)
 	}
-	defer rows.Close()
-	out := []Endpoint{}
-	for rows.Next() {
-		e, err := scanEndpoint(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list webhook endpoints: %w", err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list webhook endpoints: %w", err)
-	}
-	return out, nil
+	return es, nil
 }
 
 // deleteEndpoint deletes endpoint id and, explicitly rather than only
 // through ON DELETE CASCADE, its deliveries and their attempts.
 func (s *store) deleteEndpoint(ctx context.Context, tx *sql.Tx, id int64) error {
-	res, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_endpoints WHERE id = ?`), id)
-	if err != nil {
+	n, err := database.Exec(ctx, tx, s.db.Rebind(`DELETE FROM webhook_endpoints WHERE id = ?`), id)
+	switch {
+	case err != nil:
 		return fmt.Errorf("delete webhook endpoint %d: %w", id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("delete webhook endpoint %d: %w", id, err)
-	} else if n == 0 {
+	case n == 0:
 		return endpointNotFound(id)
 	}
 	if _, err := tx.ExecContext(ctx, s.db.Rebind(`DELETE FROM webhook_attempts WHERE delivery_id IN (SELECT id FROM webhook_deliveries WHERE endpoint_id = ?)`), id); err != nil {
@@ -118,7 +97,7 @@ func (s *store) deleteEndpoint(ctx context.Context, tx *sql.Tx, id int64) error 
 
 const deliveryColumns = `id, endpoint_id, event, payload, job_id, status, attempts, last_error, created_at, finished_at`
 
-func scanDelivery(sc interface{ Scan(...any) error }) (Delivery, error) {
+func scanDelivery(sc database.Scanner) (Delivery, error) {
 	var (
 		d       Delivery
 		payload string
@@ -163,59 +142,33 @@ func (s *store) delivery(ctx context.Context, q database.Querier, id int64) (Del
 
 // deliveries returns a page of endpoint id's deliveries, newest first.
 func (s *store) deliveries(ctx context.Context, endpointID int64, p ListParams) ([]Delivery, error) {
-	q := `SELECT ` + deliveryColumns + ` FROM webhook_deliveries WHERE endpoint_id = ?`
-	args := []any{endpointID}
-	if p.AfterID > 0 {
-		q += ` AND id < ?`
-		args = append(args, p.AfterID)
-	}
-	q += ` ORDER BY id DESC LIMIT ?`
-	args = append(args, p.Limit)
-	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(q), args...)
+	query, args := database.NewSelect(`SELECT `+deliveryColumns+` FROM webhook_deliveries`).
+		Where("endpoint_id = ?", endpointID).Newest(p.AfterID, p.Limit)
+	ds, err := database.QueryAll(ctx, s.db.R, s.db.Rebind(query), args, scanDelivery)
 	if err != nil {
 		return nil, fmt.Errorf("list webhook deliveries: %w", err)
 	}
-	defer rows.Close()
-	out := []Delivery{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list webhook deliveries: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list webhook deliveries: %w", err)
-	}
-	return out, nil
+	return ds, nil
 }
 
 // attempts returns delivery id's attempts in order.
 func (s *store) attempts(ctx context.Context, id int64) ([]Attempt, error) {
-	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(`SELECT seq, job_attempt, started_at, duration_ms, status_code, error, outcome, response_body, retry_at
-FROM webhook_attempts WHERE delivery_id = ? ORDER BY seq`), id)
-	if err != nil {
-		return nil, fmt.Errorf("read the attempts of webhook delivery %d: %w", id, err)
-	}
-	defer rows.Close()
-	out := []Attempt{}
-	for rows.Next() {
+	as, err := database.QueryAll(ctx, s.db.R, s.db.Rebind(`SELECT seq, job_attempt, started_at, duration_ms, status_code, error, outcome, response_body, retry_at
+FROM webhook_attempts WHERE delivery_id = ? ORDER BY seq`), []any{id}, func(sc database.Scanner) (Attempt, error) {
 		var (
 			a       Attempt
 			ms      int64
 			code    sql.NullInt64
 			outcome string
 		)
-		if err := rows.Scan(&a.Number, &a.JobAttempt, database.ScanTime(&a.StartedAt), &ms, &code, &a.Error, &outcome, &a.ResponseBody, database.ScanTime(&a.RetryAt)); err != nil {
-			return nil, fmt.Errorf("read the attempts of webhook delivery %d: %w", id, err)
-		}
+		err := sc.Scan(&a.Number, &a.JobAttempt, database.ScanTime(&a.StartedAt), &ms, &code, &a.Error, &outcome, &a.ResponseBody, database.ScanTime(&a.RetryAt))
 		a.Duration, a.StatusCode, a.Outcome = time.Duration(ms)*time.Millisecond, int(code.Int64), Outcome(outcome)
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
+		return a, err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("read the attempts of webhook delivery %d: %w", id, err)
 	}
-	return out, nil
+	return as, nil
 }
 
 // target is what an attempt needs: the delivery and its endpoint.
