@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -289,14 +289,9 @@ type Variant struct {
 	Bytes         int64
 }
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-	Get(ctx context.Context, id int64) (*queue.Job, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
+// Jobs is what the service needs of the job engine: enqueueing its jobs
+// and reading them back. *queue.Client satisfies it.
+type Jobs = enqueue.Jobs
 
 // Service stores images and reads them back.
 type Service struct {
@@ -371,12 +366,7 @@ type thumbnailArgs struct {
 }
 
 // Validate checks the image id.
-func (a *thumbnailArgs) Validate() error {
-	if a.ImageID < 1 {
-		return fmt.Errorf("image_id must be a positive integer, got %d", a.ImageID)
-	}
-	return nil
-}
+func (a *thumbnailArgs) Validate() error { return enqueue.ID("image_id", a.ImageID) }
 
 // Create makes o, named filename, an image with the given variant
 // sizes (nil for the default ones; see [ParseSizes]): it stores the
@@ -398,19 +388,12 @@ func (s *Service) Create(ctx context.Context, o Original, filename string, sizes
 		if err != nil {
 			return Image{}, err
 		}
-		args, err := json.Marshal(thumbnailArgs{ImageID: id})
+		jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindThumbnail, thumbnailArgs{ImageID: id})
 		if err != nil {
-			return Image{}, fmt.Errorf("encode job arguments: %w", err)
+			return Image{}, fmt.Errorf("image %d: %w", id, err)
 		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
-		if err != nil {
-			return Image{}, fmt.Errorf("enqueue %s for image %d: %w", KindThumbnail, id, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Image{}, fmt.Errorf("enqueue %s for image %d: the engine returned %d results", KindThumbnail, id, len(res))
-		}
-		img.ID, img.JobID = id, res[0].Job.ID
-		return img, s.st.setJob(ctx, tx, id, img.JobID)
+		img.ID, img.JobID = id, jobID
+		return img, s.st.setJob(ctx, tx, id, jobID)
 	})
 	if err != nil || img.BlobID != b.ID {
 		s.Discard(ctx, o)
@@ -440,11 +423,8 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if img.Variants, err = s.st.variants(ctx, s.db.R, id); err != nil {
 		return Status{}, err
 	}
-	j, err := s.jobs.Get(ctx, img.JobID)
-	switch {
-	case errors.Is(err, queue.ErrNotFound):
-		j = nil
-	case err != nil:
+	j, err := enqueue.Job(ctx, s.jobs, img.JobID)
+	if err != nil {
 		return Status{}, fmt.Errorf("images: image %d: %w", id, err)
 	}
 	if img.Status == StatusPending {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -19,12 +20,7 @@ type ConfirmArgs struct {
 }
 
 // Validate checks that OrderID can be an order's id.
-func (a *ConfirmArgs) Validate() error {
-	if a.OrderID < 1 {
-		return fmt.Errorf("order_id must be a positive integer, got %d", a.OrderID)
-	}
-	return nil
-}
+func (a *ConfirmArgs) Validate() error { return enqueue.ID("order_id", a.OrderID) }
 
 // RegisterKinds registers the order kinds on w, working on db:
 //

@@ -6,7 +6,6 @@ package orders
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,7 +15,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/internal/enqueue"
 )
 
 // Limits on order fields.
@@ -27,13 +26,9 @@ const (
 	MaxNote = 1000
 )
 
-// Jobs is what orders need of the job engine; *queue.Client satisfies
-// it. tx is the *sql.Tx of the order's transaction.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
+// Jobs is what orders need of the job engine: inserting the confirm job
+// in the order's transaction. *queue.Client satisfies it.
+type Jobs = enqueue.Inserter
 
 // CreateInput is a new order as a client sent it; nil means absent.
 type CreateInput struct {
@@ -149,18 +144,8 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 		if err := s.store.insert(ctx, tx, &o); err != nil {
 			return Created{}, err
 		}
-		args, err := json.Marshal(ConfirmArgs{OrderID: o.ID})
-		if err != nil {
-			return Created{}, fmt.Errorf("encode %s args: %w", KindConfirm, err)
-		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindConfirm, Args: args})
-		if err != nil {
-			return Created{}, fmt.Errorf("enqueue %s job: %w", KindConfirm, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Created{}, fmt.Errorf("enqueue %s job: the engine returned %d results", KindConfirm, len(res))
-		}
-		return Created{Order: o, ConfirmJobID: res[0].Job.ID}, nil
+		jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindConfirm, ConfirmArgs{OrderID: o.ID})
+		return Created{Order: o, ConfirmJobID: jobID}, err
 	})
 	if err != nil {
 		return Created{}, fmt.Errorf("create order: %w", err)

@@ -18,6 +18,7 @@ import (
 	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -154,14 +155,9 @@ type Report struct {
 // Complete reports whether the report's CSV is stored.
 func (r Report) Complete() bool { return !r.CompletedAt.IsZero() }
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-	Get(ctx context.Context, id int64) (*queue.Job, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
+// Jobs is what the service needs of the job engine: enqueueing its jobs
+// and reading them back. *queue.Client satisfies it.
+type Jobs = enqueue.Jobs
 
 // Options configure a [Service].
 type Options struct {
@@ -202,12 +198,7 @@ type generateArgs struct {
 }
 
 // Validate checks the report id.
-func (a *generateArgs) Validate() error {
-	if a.ReportID < 1 {
-		return fmt.Errorf("report_id must be a positive integer, got %d", a.ReportID)
-	}
-	return nil
-}
+func (a *generateArgs) Validate() error { return enqueue.ID("report_id", a.ReportID) }
 
 // Create validates p (a validation error when bad), then stores the
 // report and enqueues its report.generate job in one transaction: both
@@ -226,19 +217,11 @@ func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
 		if err != nil {
 			return Created{}, err
 		}
-		args, err := json.Marshal(generateArgs{ReportID: id})
+		jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindGenerate, generateArgs{ReportID: id})
 		if err != nil {
-			return Created{}, fmt.Errorf("encode job arguments: %w", err)
+			return Created{}, fmt.Errorf("report %d: %w", id, err)
 		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindGenerate, Args: args})
-		if err != nil {
-			return Created{}, fmt.Errorf("enqueue %s for report %d: %w", KindGenerate, id, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Created{}, fmt.Errorf("enqueue %s for report %d: the engine returned %d results", KindGenerate, id, len(res))
-		}
-		c := Created{ReportID: id, JobID: res[0].Job.ID}
-		return c, s.st.setJob(ctx, tx, id, c.JobID)
+		return Created{ReportID: id, JobID: jobID}, s.st.setJob(ctx, tx, id, jobID)
 	})
 	if err != nil {
 		return Created{}, fmt.Errorf("create report: %w", err)
@@ -260,10 +243,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	j, err := s.jobs.Get(ctx, r.JobID)
-	if errors.Is(err, queue.ErrNotFound) {
-		return Status{Report: r}, nil
-	}
+	j, err := enqueue.Job(ctx, s.jobs, r.JobID)
 	if err != nil {
 		return Status{}, fmt.Errorf("report %d: %w", id, err)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -57,12 +58,12 @@ var (
 	ErrTooLarge = apperr.New(apperr.CodeTooLarge, "the video is over the upload limit")
 )
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
+// Jobs is what the service needs of the job engine: enqueueing its jobs,
+// checking that it can, and reading them back. *queue.Client satisfies
+// it.
 type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+	enqueue.Jobs
 	ValidateInsert(p queue.InsertParams) error
-	Get(ctx context.Context, id int64) (*queue.Job, error)
 }
 
 var _ Jobs = (*queue.Client)(nil)
@@ -132,12 +133,7 @@ type thumbnailArgs struct {
 }
 
 // Validate checks the video id.
-func (a *thumbnailArgs) Validate() error {
-	if a.VideoID < 1 {
-		return fmt.Errorf("video_id must be a positive integer, got %d", a.VideoID)
-	}
-	return nil
-}
+func (a *thumbnailArgs) Validate() error { return enqueue.ID("video_id", a.VideoID) }
 
 // Available returns nil if video.thumbnail jobs can be enqueued here,
 // else the reason (wrapping queue.ErrKindUnavailable when ffmpeg is
@@ -183,18 +179,9 @@ func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atM
 			return Video{}, err
 		}
 		v.ID = id
-		args, err := json.Marshal(thumbnailArgs{VideoID: id})
-		if err != nil {
-			return Video{}, fmt.Errorf("encode job arguments: %w", err)
+		if v.JobID, err = enqueue.InTx(ctx, s.jobs, tx, KindThumbnail, thumbnailArgs{VideoID: id}); err != nil {
+			return Video{}, fmt.Errorf("video %d: %w", id, err)
 		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
-		if err != nil {
-			return Video{}, fmt.Errorf("enqueue %s for video %d: %w", KindThumbnail, id, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Video{}, fmt.Errorf("enqueue %s for video %d: the engine returned %d results", KindThumbnail, id, len(res))
-		}
-		v.JobID = res[0].Job.ID
 		return v, s.st.setJob(ctx, tx, id, v.JobID)
 	})
 	if err != nil {
@@ -219,10 +206,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	j, err := s.jobs.Get(ctx, v.JobID)
-	if errors.Is(err, queue.ErrNotFound) {
-		return Status{Video: v}, nil
-	}
+	j, err := enqueue.Job(ctx, s.jobs, v.JobID)
 	if err != nil {
 		return Status{}, fmt.Errorf("video %d: %w", id, err)
 	}

@@ -9,18 +9,14 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/internal/resilience"
 	"github.com/kilnhq/kiln/queue"
 )
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-	Get(ctx context.Context, id int64) (*queue.Job, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
+// Jobs is what the service needs of the job engine: enqueueing its jobs
+// and reading them back. *queue.Client satisfies it.
+type Jobs = enqueue.Jobs
 
 // Service manages endpoints and deliveries.
 type Service struct {
@@ -124,12 +120,7 @@ type deliverArgs struct {
 }
 
 // Validate checks the delivery id.
-func (a *deliverArgs) Validate() error {
-	if a.DeliveryID < 1 {
-		return fmt.Errorf("delivery_id must be a positive integer, got %d", a.DeliveryID)
-	}
-	return nil
-}
+func (a *deliverArgs) Validate() error { return enqueue.ID("delivery_id", a.DeliveryID) }
 
 // Deliver stores a delivery of event with payload (a JSON object) to
 // endpoint endpointID and enqueues its job, in one transaction. Errors:
@@ -160,18 +151,11 @@ func (s *Service) Enqueue(ctx context.Context, tx *sql.Tx, endpointID int64, eve
 	if err := s.st.insertDelivery(ctx, tx, &d); err != nil {
 		return Delivery{}, err
 	}
-	args, err := json.Marshal(deliverArgs{DeliveryID: d.ID})
+	jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindDeliver, deliverArgs{DeliveryID: d.ID})
 	if err != nil {
-		return Delivery{}, fmt.Errorf("encode job arguments: %w", err)
+		return Delivery{}, fmt.Errorf("webhook delivery %d: %w", d.ID, err)
 	}
-	res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindDeliver, Args: args})
-	if err != nil {
-		return Delivery{}, fmt.Errorf("enqueue %s for delivery %d: %w", KindDeliver, d.ID, err)
-	}
-	if len(res) != 1 || res[0].Job == nil {
-		return Delivery{}, fmt.Errorf("enqueue %s for delivery %d: the engine returned %d results", KindDeliver, d.ID, len(res))
-	}
-	d.JobID = res[0].Job.ID
+	d.JobID = jobID
 	if err := s.st.setJob(ctx, tx, d.ID, d.JobID); err != nil {
 		return Delivery{}, err
 	}
@@ -209,15 +193,12 @@ func (s *Service) Delivery(ctx context.Context, id int64) (DeliveryDetail, error
 		return DeliveryDetail{}, err
 	}
 	out := DeliveryDetail{Delivery: d, Attempts: as}
-	j, err := s.jobs.Get(ctx, d.JobID)
-	switch {
-	case errors.Is(err, queue.ErrNotFound):
-		return out, nil
-	case err != nil:
+	j, err := enqueue.Job(ctx, s.jobs, d.JobID)
+	if err != nil {
 		return DeliveryDetail{}, fmt.Errorf("webhook delivery %d: %w", id, err)
 	}
 	out.Job = j
-	if d.Status != StatusPending {
+	if j == nil || d.Status != StatusPending {
 		return out, nil
 	}
 	switch j.State {
