@@ -31,6 +31,7 @@ import (
 type env struct {
 	*testutil.Server
 	t      *testing.T
+	de     *dbtest.Env
 	db     *database.DB
 	client *queue.Client
 	blobs  *blobs.Store
@@ -71,7 +72,7 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{Server: testutil.Serve(t, api), t: t, db: de.DB, client: c, blobs: bs, svc: svc, api: api}
+	return &env{Server: testutil.Serve(t, api), t: t, de: de, db: de.DB, client: c, blobs: bs, svc: svc, api: api}
 }
 
 func (e *env) get(path string) testutil.Response {
@@ -163,24 +164,7 @@ func (e *env) upload(parts ...part) imageView {
 }
 
 // waitJob polls job id until it is finished.
-func (e *env) waitJob(id int64) *queue.Job {
-	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		j, err := e.client.Get(context.Background(), id)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		switch j.State {
-		case queue.StateCompleted, queue.StateFailed, queue.StateCancelled:
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d still %s after 30s: %+v", id, j.State, j)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func (e *env) waitJob(id int64) *queue.Job { return dbtest.WaitJob(e.t, e.client, id, nil) }
 
 func (e *env) image(id int64) imageView {
 	e.t.Helper()
@@ -211,14 +195,7 @@ func (e *env) download(v variantView) (image.Image, string) {
 	return m, format
 }
 
-func (e *env) count(query string, args ...any) int {
-	e.t.Helper()
-	var n int
-	if err := e.db.R.QueryRowContext(context.Background(), e.db.Rebind(query), args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
+func (e *env) count(query string, args ...any) int { return e.de.Count(e.t, query, args...) }
 
 // problem checks that r is a problem with the status and, if field is
 // set, an errors entry naming it; it returns the detail.
@@ -675,9 +652,8 @@ func TestJobArgs(t *testing.T) {
 
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.SQLite(t), envOpts{})
-	if m := e.api.DocMismatches(); len(m) > 0 {
-		t.Errorf("OpenAPI document and routes differ:\n%s", strings.Join(m, "\n"))
+	for _, m := range newEnv(t, dbtest.SQLite(t), envOpts{}).api.DocMismatches() {
+		t.Error(m)
 	}
 }
 

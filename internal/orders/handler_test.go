@@ -199,51 +199,17 @@ func TestDelete(t *testing.T) {
 		testutil.ProblemOf(t, e.Do("GET", "/api/v1/orders/"+itoa(o.ID), ""), http.StatusNotFound)
 		testutil.ProblemOf(t, e.Do("DELETE", "/api/v1/orders/"+itoa(o.ID), ""), http.StatusNotFound)
 		testutil.ProblemOf(t, e.Do("PATCH", "/api/v1/orders/"+itoa(o.ID), `{"note":"x"}`), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("PATCH", "/api/v1/orders/"+itoa(o.ID), `{}`), http.StatusNotFound)
 		if r := e.Do("DELETE", "/api/v1/users/"+itoa(userID), ""); r.Status != http.StatusNoContent {
 			t.Errorf("delete the user without orders: %d %s", r.Status, r.Body)
 		}
 	})
 }
 
-func TestPathIDs(t *testing.T) {
-	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
-		e := newEnv(t, d, options{})
-		for _, id := range []string{"abc", "0", "-1", "+1", "1.0", "9223372036854775808", "%20"} {
-			for _, m := range []string{"GET", "PATCH", "DELETE"} {
-				body := ""
-				if m == "PATCH" {
-					body = `{"note":"x"}`
-				}
-				p := testutil.ProblemOf(t, e.Do(m, "/api/v1/orders/"+id, body), http.StatusBadRequest)
-				if !slices.Equal(p.Fields(), []string{"id"}) {
-					t.Errorf("%s %s: %+v", m, id, p)
-				}
-			}
-		}
-		testutil.ProblemOf(t, e.Do("GET", "/api/v1/orders/9223372036854775807", ""), http.StatusNotFound)
-		testutil.ProblemOf(t, e.Do("PATCH", "/api/v1/orders/77", `{}`), http.StatusNotFound)
-	})
-}
-
 // listPage fetches a page and returns its orders and next cursor.
 func (e *env) listPage(query string) ([]order, *string) {
 	e.t.Helper()
-	r := e.Do("GET", "/api/v1/orders?"+query, "")
-	if r.Status != 200 {
-		e.t.Fatalf("list %q: %d %s", query, r.Status, r.Body)
-	}
-	var page struct {
-		Orders []order `json:"orders"`
-		Next   *string `json:"next"`
-	}
-	if err := json.Unmarshal(r.Body, &page); err != nil {
-		e.t.Fatal(err)
-	}
-	if page.Orders == nil {
-		e.t.Fatalf("list %q: orders is %s, want an array", query, r.Body)
-	}
-	return page.Orders, page.Next
+	return testutil.Page[order](e.t, e.Do("GET", "/api/v1/orders?"+query, ""), "orders")
 }
 
 func orderIDs(os []order) []int64 {
@@ -369,11 +335,6 @@ func TestListRejects(t *testing.T) {
 			query  string
 			fields []string
 		}{
-			{"limit=0", []string{"limit"}},
-			{"limit=1001", []string{"limit"}},
-			{"limit=1&limit=1", []string{"limit"}},
-			{"after=x", []string{"after"}},
-			{"after=0", []string{"after"}},
 			{"user_id=0", []string{"user_id"}},
 			{"user_id=x", []string{"user_id"}},
 			{"user_id=1&user_id=2", []string{"user_id"}},
@@ -383,90 +344,19 @@ func TestListRejects(t *testing.T) {
 			{"created_after=2026-01-02", []string{"created_after"}},
 			{"created_before=2026-01-02T15:04:05", []string{"created_before"}},
 			{"created_before=2026-01-02T15:04:05Z&created_before=2026-01-02T15:04:05Z", []string{"created_before"}},
-			{"user=1", []string{"user"}},
-			{"sort=id&order=asc&limit=5", []string{"order", "sort"}},
+			{"user=1&status=pending", []string{"user"}},
 		} {
 			p := testutil.ProblemOf(t, e.Do("GET", "/api/v1/orders?"+tc.query, ""), http.StatusBadRequest)
 			if !slices.Equal(p.Fields(), tc.fields) {
 				t.Errorf("%s: fields %v, want %v", tc.query, p.Fields(), tc.fields)
 			}
 		}
-		testutil.ProblemOf(t, e.Do("GET", "/api/v1/orders?a=%zz", ""), http.StatusBadRequest)
 	})
 }
 
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.SQLite(t), options{})
-	for _, m := range e.api.DocMismatches() {
+	for _, m := range newEnv(t, dbtest.SQLite(t), options{}).api.DocMismatches() {
 		t.Error(m)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(e.api.Doc(), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, ref := range refs(doc) {
-		if !resolves(doc, ref) {
-			t.Errorf("$ref %s does not resolve", ref)
-		}
-	}
-	for _, name := range []string{"Order", "OrderList", "CreateOrder", "PatchOrder", "CreatedOrder", "User"} {
-		if !resolves(doc, "#/components/schemas/"+name) {
-			t.Errorf("schema %s is missing", name)
-		}
-	}
-	var frag struct {
-		Paths map[string]map[string]any `json:"paths"`
-	}
-	if err := json.Unmarshal(openAPI, &frag); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for path, ops := range frag.Paths {
-		if !strings.HasPrefix(path, "/api/v1/") {
-			t.Errorf("path %s is outside /api/v1/", path)
-		}
-		n += len(ops)
-	}
-	if routes := NewHandler(nil).Routes(); n != len(routes) {
-		t.Errorf("%d documented operations, %d routes", n, len(routes))
-	}
-}
-
-// refs returns every $ref in v.
-func refs(v any) []string {
-	var out []string
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if s, ok := x.(string); ok && k == "$ref" {
-				out = append(out, s)
-			}
-			out = append(out, refs(x)...)
-		}
-	case []any:
-		for _, x := range v {
-			out = append(out, refs(x)...)
-		}
-	}
-	return out
-}
-
-// resolves reports whether a local $ref names something in doc.
-func resolves(doc map[string]any, ref string) bool {
-	path, ok := strings.CutPrefix(ref, "#/")
-	if !ok {
-		return false
-	}
-	var cur any = doc
-	for part := range strings.SplitSeq(path, "/") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return false
-		}
-		if cur, ok = m[part]; !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -25,6 +25,7 @@ var start = time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.FixedZone("X", 3600))
 type env struct {
 	*testutil.Server
 	t      *testing.T
+	de     *dbtest.Env
 	db     *database.DB
 	client *queue.Client
 	api    *httpapi.API
@@ -49,7 +50,7 @@ func newEnv(t *testing.T, d *dbtest.Env, o options) *env {
 	if o.work {
 		cfg.Queues = map[string]queue.QueueConfig{queue.DefaultQueue: {MaxWorkers: 2}}
 	}
-	e := &env{t: t, db: d.DB, client: d.Client(t, cfg, o.work), clock: testutil.NewClock(start), logs: &testutil.Logs{}}
+	e := &env{t: t, de: d, db: d.DB, client: d.Client(t, cfg, o.work), clock: testutil.NewClock(start), logs: &testutil.Logs{}}
 	svc, err := NewService(d.DB, e.client, Options{Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -136,14 +137,7 @@ func (e *env) get(id int64) order {
 }
 
 // count runs a SELECT count(*) query.
-func (e *env) count(query string, args ...any) int {
-	e.t.Helper()
-	var n int
-	if err := e.db.W.QueryRowContext(context.Background(), e.db.Rebind(query), args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
+func (e *env) count(query string, args ...any) int { return e.de.Count(e.t, query, args...) }
 
 // confirmJobs returns every order.confirm job.
 func (e *env) confirmJobs() []*queue.Job {
@@ -159,9 +153,7 @@ func (e *env) confirmJobs() []*queue.Job {
 func (e *env) exec(stmts ...string) {
 	e.t.Helper()
 	for _, s := range stmts {
-		if _, err := e.db.W.ExecContext(context.Background(), s); err != nil {
-			e.t.Fatalf("%s: %v", s, err)
-		}
+		e.de.Exec(e.t, s)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 type env struct {
 	*testutil.Server
 	t      *testing.T
+	de     *dbtest.Env
 	db     *database.DB
 	client *queue.Client
 	blobs  *blobs.Store
@@ -60,7 +61,7 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{Server: testutil.Serve(t, api), t: t, db: de.DB, client: c, blobs: bs, api: api}
+	return &env{Server: testutil.Serve(t, api), t: t, de: de, db: de.DB, client: c, blobs: bs, api: api}
 }
 
 // startClient starts an engine created with start false.
@@ -147,21 +148,9 @@ func (e *env) run(body string) (accepted, string) {
 	return a, string(r.Body)
 }
 
-func (e *env) exec(query string, args ...any) {
-	e.t.Helper()
-	if _, err := e.db.W.ExecContext(context.Background(), e.db.Rebind(query), args...); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-}
+func (e *env) exec(query string, args ...any) { e.de.Exec(e.t, query, args...) }
 
-func (e *env) count(query string, args ...any) int {
-	e.t.Helper()
-	var n int
-	if err := e.db.R.QueryRowContext(context.Background(), e.db.Rebind(query), args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
+func (e *env) count(query string, args ...any) int { return e.de.Count(e.t, query, args...) }
 
 type seedOrder struct {
 	user     int64

@@ -247,3 +247,22 @@ func Eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Page checks that r is a 200 page of a list answer, {name: [...],
+// "next": cursor or null}, and returns its items and next cursor.
+func Page[T any](t testing.TB, r Response, name string) ([]T, *string) {
+	t.Helper()
+	if r.Status != http.StatusOK {
+		t.Fatalf("list: %d %s", r.Status, r.Body)
+	}
+	page := Decode[map[string]json.RawMessage](t, r)
+	var items []T
+	var next *string
+	if err := json.Unmarshal(page[name], &items); err != nil || items == nil || len(page) != 2 {
+		t.Fatalf("list: %s is not {%q: [...], \"next\": ...}: %v", r.Body, name, err)
+	}
+	if err := json.Unmarshal(page["next"], &next); err != nil {
+		t.Fatalf("list: next in %s: %v", r.Body, err)
+	}
+	return items, next
+}

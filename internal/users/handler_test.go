@@ -2,7 +2,6 @@ package users
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -150,48 +149,10 @@ func TestDuplicateEmail(t *testing.T) {
 	})
 }
 
-func TestPathIDs(t *testing.T) {
-	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
-		e := newEnv(t, d)
-		for _, id := range []string{"abc", "0", "-1", "+1", "1.5", "1e3", "9223372036854775808", "99999999999999999999", "%20"} {
-			for _, m := range []string{"GET", "PATCH", "DELETE"} {
-				body := ""
-				if m == "PATCH" {
-					body = `{"name":"X"}`
-				}
-				p := testutil.ProblemOf(t, e.Do(m, "/api/v1/users/"+id, body), http.StatusBadRequest)
-				if !slices.Equal(p.Fields(), []string{"id"}) {
-					t.Errorf("%s %s: %+v", m, id, p)
-				}
-			}
-		}
-		testutil.ProblemOf(t, e.Do("GET", "/api/v1/users/9223372036854775807", ""), http.StatusNotFound)
-		testutil.ProblemOf(t, e.Do("GET", "/api/v1/users/12345", ""), http.StatusNotFound)
-		testutil.ProblemOf(t, e.Do("PATCH", "/api/v1/users/12345", `{"name":"X"}`), http.StatusNotFound)
-		testutil.ProblemOf(t, e.Do("PATCH", "/api/v1/users/12345", `{}`), http.StatusNotFound)
-		testutil.ProblemOf(t, e.Do("DELETE", "/api/v1/users/12345", ""), http.StatusNotFound)
-	})
-}
-
 // listPage fetches a page and returns its users and next cursor.
 func (e *env) listPage(query string) ([]user, *string) {
 	e.t.Helper()
-	r := e.Do("GET", "/api/v1/users?"+query, "")
-	if r.Status != 200 {
-		e.t.Fatalf("list %q: %d %s", query, r.Status, r.Body)
-	}
-	var page struct {
-		Users []user  `json:"users"`
-		Next  *string `json:"next"`
-	}
-	if err := json.Unmarshal(r.Body, &page); err != nil {
-		e.t.Fatal(err)
-	}
-	if page.Users == nil {
-		e.t.Fatalf("list %q: users is %s, want an array", query, r.Body)
-	}
-	return page.Users, page.Next
+	return testutil.Page[user](e.t, e.Do("GET", "/api/v1/users?"+query, ""), "users")
 }
 
 func ids(us []user) []int64 {
@@ -303,13 +264,6 @@ func TestListRejects(t *testing.T) {
 			query  string
 			fields []string
 		}{
-			{"limit=0", []string{"limit"}},
-			{"limit=1001", []string{"limit"}},
-			{"limit=x", []string{"limit"}},
-			{"limit=1&limit=2", []string{"limit"}},
-			{"after=0", []string{"after"}},
-			{"after=-5", []string{"after"}},
-			{"after=x", []string{"after"}},
 			{"email=", []string{"email"}},
 			{"email=a%00b", []string{"email"}},
 			{"email=%FF", []string{"email"}},
@@ -317,7 +271,6 @@ func TestListRejects(t *testing.T) {
 			{"q=a%00", []string{"q"}},
 			{"q=a&q=b", []string{"q"}},
 			{"q=" + strings.Repeat("x", 255), []string{"q"}},
-			{"colour=red", []string{"colour"}},
 			{"zeta=1&Email=x&limit=5", []string{"Email", "zeta"}},
 		} {
 			p := testutil.ProblemOf(t, e.Do("GET", "/api/v1/users?"+tc.query, ""), http.StatusBadRequest)
@@ -325,11 +278,6 @@ func TestListRejects(t *testing.T) {
 				t.Errorf("%s: fields %v, want %v", tc.query, p.Fields(), tc.fields)
 			}
 		}
-		p := testutil.ProblemOf(t, e.Do("GET", "/api/v1/users?a=1&b=2", ""), http.StatusBadRequest)
-		if !strings.Contains(p.Detail, `"a"`) || !strings.Contains(p.Detail, `"b"`) {
-			t.Errorf("detail %q does not name both parameters", p.Detail)
-		}
-		testutil.ProblemOf(t, e.Do("GET", "/api/v1/users?%zz", ""), http.StatusBadRequest)
 	})
 }
 
@@ -416,6 +364,8 @@ func TestDelete(t *testing.T) {
 		}
 		testutil.ProblemOf(t, e.Do("GET", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
 		testutil.ProblemOf(t, e.Do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("PATCH", fmt.Sprintf("/api/v1/users/%d", bob.ID), `{"name":"X"}`), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("PATCH", fmt.Sprintf("/api/v1/users/%d", bob.ID), `{}`), http.StatusNotFound)
 
 		order := insertOrder(t, e, ada.ID)
 		p := testutil.ProblemOf(t, e.Do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusConflict)
@@ -439,71 +389,7 @@ func TestDelete(t *testing.T) {
 
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.SQLite(t))
-	for _, m := range e.api.DocMismatches() {
+	for _, m := range newEnv(t, dbtest.SQLite(t)).api.DocMismatches() {
 		t.Error(m)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(e.api.Doc(), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, ref := range refs(doc) {
-		if !resolves(doc, ref) {
-			t.Errorf("$ref %s does not resolve", ref)
-		}
-	}
-	var frag struct {
-		Paths map[string]map[string]any `json:"paths"`
-	}
-	if err := json.Unmarshal(openAPI, &frag); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for path, ops := range frag.Paths {
-		if !strings.HasPrefix(path, "/api/v1/") {
-			t.Errorf("path %s is outside /api/v1/", path)
-		}
-		n += len(ops)
-	}
-	if n != len(NewHandler(nil).Routes()) {
-		t.Errorf("%d documented operations, %d routes", n, len(NewHandler(nil).Routes()))
-	}
-}
-
-// refs returns every $ref in v.
-func refs(v any) []string {
-	var out []string
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if s, ok := x.(string); ok && k == "$ref" {
-				out = append(out, s)
-			}
-			out = append(out, refs(x)...)
-		}
-	case []any:
-		for _, x := range v {
-			out = append(out, refs(x)...)
-		}
-	}
-	return out
-}
-
-// resolves reports whether a local $ref names something in doc.
-func resolves(doc map[string]any, ref string) bool {
-	path, ok := strings.CutPrefix(ref, "#/")
-	if !ok {
-		return false
-	}
-	var cur any = doc
-	for part := range strings.SplitSeq(path, "/") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return false
-		}
-		if cur, ok = m[part]; !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -148,7 +148,7 @@ func TestDeliverRetryAfter(t *testing.T) {
 		wh := rc.register(e, "/")
 		before := time.Now()
 		d := e.deliver(wh.ID, "ping", `{"a":1}`)
-		j := e.waitJobFor(d.JobID, "retryable", func(j *queue.Job) bool { return j.State == queue.StateRetryable })
+		j := e.waitJobFor(d.JobID, func(j *queue.Job) bool { return j.State == queue.StateRetryable })
 		got := e.delivery(d.ID)
 		if len(got.Attempts) != 1 {
 			t.Fatalf("attempts %+v", got.Attempts)
@@ -271,7 +271,7 @@ func TestBreaker(t *testing.T) {
 			t.Errorf("circuit-open attempt %+v, want retry at %s", open, until)
 		}
 		// Snoozed: the job waits for the cooldown without using an attempt.
-		j := e.waitJobFor(d1.JobID, "scheduled", func(j *queue.Job) bool { return j.State == queue.StateScheduled })
+		j := e.waitJobFor(d1.JobID, func(j *queue.Job) bool { return j.State == queue.StateScheduled })
 		if j.Attempt != 5 || j.RunAt.Before(time.Now().Add(20*time.Second)) {
 			t.Errorf("snoozed job: attempt %d, runs at %s", j.Attempt, j.RunAt)
 		}

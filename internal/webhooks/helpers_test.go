@@ -186,23 +186,12 @@ func (e *env) job(id int64) *queue.Job {
 // waitJob polls job id until it is final, within a deadline.
 func (e *env) waitJob(id int64) *queue.Job {
 	e.t.Helper()
-	return e.waitJobFor(id, "final", func(j *queue.Job) bool { return j.State.Final() })
+	return dbtest.WaitJob(e.t, e.client, id, nil)
 }
 
 // waitJobFor polls job id until cond holds, within a deadline.
-func (e *env) waitJobFor(id int64, what string, cond func(*queue.Job) bool) *queue.Job {
-	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		j := e.job(id)
-		if cond(j) {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d not %s after 20s: %s, attempt %d, errors %+v", id, what, j.State, j.Attempt, j.Errors)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+func (e *env) waitJobFor(id int64, cond func(*queue.Job) bool) *queue.Job {
+	return dbtest.WaitJob(e.t, e.client, id, cond)
 }
 
 // waitDelivery polls delivery id until cond holds, within a deadline.

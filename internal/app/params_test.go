@@ -91,3 +91,28 @@ func TestListQueries(t *testing.T) {
 		}
 	})
 }
+
+// TestPathIDs sends ids that are not positive decimal integers to every
+// route with an {id}, whatever its method, and expects the same 400
+// naming the parameter from each; the largest id is a 404 from each
+// route that reads a record.
+func TestPathIDs(t *testing.T) {
+	t.Parallel()
+	a, srv := serveNoAuth(t, dbtest.SQLite(t), &testutil.Logs{})
+	for _, pattern := range a.API.Patterns() {
+		method, path, _ := strings.Cut(pattern, " ")
+		if !strings.Contains(path, "{id}") {
+			continue
+		}
+		path = strings.ReplaceAll(path, "{size}", "64")
+		for _, id := range []string{"abc", "0", "-1", "+1", "1.5", "1e3", "9223372036854775808", "99999999999999999999", "%20"} {
+			p := testutil.ProblemOf(t, srv.Do(method, strings.ReplaceAll(path, "{id}", id), "{}"), http.StatusBadRequest)
+			if !slices.Equal(p.Fields(), []string{"id"}) {
+				t.Errorf("%s with id %s: %+v", pattern, id, p)
+			}
+		}
+		if method == "GET" {
+			testutil.ProblemOf(t, srv.Do(method, strings.ReplaceAll(path, "{id}", "9223372036854775807"), ""), http.StatusNotFound)
+		}
+	}
+}
