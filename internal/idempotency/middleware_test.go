@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,29 +16,15 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/pgdriver"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
-// clock is a settable clock for expiry tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns a settable clock for expiry tests.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // probe is a module of POST routes that count their calls.
@@ -654,10 +639,7 @@ func FuzzMiddleware(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Idempotency: store, Modules: []httpapi.Module{p}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Idempotency: store, Modules: []httpapi.Module{p}}))(f)
 	f.Fuzz(func(t *testing.T, v string) {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/probe/status/201", strings.NewReader("{}"))
 		req.Header[Header] = []string{v}

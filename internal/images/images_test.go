@@ -62,16 +62,10 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		ProgressInterval: time.Nanosecond,
 		DefaultRetry:     &queue.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 	}, o.start)
-	svc, err := NewService(de.DB, c, bs, o.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, o.opts))(t)
 	// The API's own body limit is left at its default (1 MiB): the
 	// upload route sets its own.
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
 	return &env{Server: testutil.Serve(t, api), t: t, de: de, db: de.DB, client: c, blobs: bs, svc: svc, api: api}
 }
 
@@ -690,14 +684,8 @@ func FuzzUpload(f *testing.F) {
 		f.Fatal(err)
 	}
 	c := de.Client(f, queue.Config{Workers: w}, false)
-	svc, err := NewService(de.DB, c, bs, Options{MaxUploadBytes: 1 << 10})
-	if err != nil {
-		f.Fatal(err)
-	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, Options{MaxUploadBytes: 1 << 10}))(f)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var before int
 		_ = de.DB.R.QueryRow(`SELECT count(*) FROM blobs`).Scan(&before)

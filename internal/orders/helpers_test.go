@@ -1,7 +1,6 @@
 package orders
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -51,22 +50,13 @@ func newEnv(t *testing.T, d *dbtest.Env, o options) *env {
 		cfg.Queues = map[string]queue.QueueConfig{queue.DefaultQueue: {MaxWorkers: 2}}
 	}
 	e := &env{t: t, de: d, db: d.DB, client: d.Client(t, cfg, o.work), clock: testutil.NewClock(start), logs: &testutil.Logs{}}
-	svc, err := NewService(d.DB, e.client, Options{Now: e.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	us, err := users.NewService(d.DB, users.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.api, err = httpapi.New(httpapi.Config{
+	svc := testutil.Must(NewService(d.DB, e.client, Options{Now: e.clock.Now}))(t)
+	us := testutil.Must(users.NewService(d.DB, users.Options{}))(t)
+	e.api = testutil.Must(httpapi.New(httpapi.Config{
 		Jobs:    e.client,
 		Logger:  e.logs.Logger(),
 		Modules: []httpapi.Module{NewHandler(svc), users.NewHandler(us)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	}))(t)
 	e.Server = testutil.Serve(t, e.api)
 	return e
 }
@@ -104,18 +94,7 @@ type order struct {
 // decodeOrder checks that r is an order with status and returns it.
 func decodeOrder(t *testing.T, r testutil.Response, status int) order {
 	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	var o order
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&o); err != nil {
-		t.Fatalf("order %q: %v", r.Body, err)
-	}
+	o := testutil.JSONOf[order](t, r, status)
 	var raw map[string]json.RawMessage
 	_ = json.Unmarshal(r.Body, &raw)
 	if _, ok := raw["confirmed_at"]; !ok {

@@ -53,14 +53,8 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		ProgressInterval: time.Nanosecond,
 		DefaultRetry:     &queue.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 	}, o.start)
-	svc, err := NewService(de.DB, c, bs, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, Options{}))(t)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
 	return &env{Server: testutil.Serve(t, api), t: t, de: de, db: de.DB, client: c, blobs: bs, api: api}
 }
 
@@ -698,14 +692,8 @@ func FuzzCreate(f *testing.F) {
 	w := queue.NewWorkers()
 	RegisterKinds(w, de.DB, bs)
 	c := de.Client(f, queue.Config{Workers: w}, false)
-	svc, err := NewService(de.DB, c, bs, Options{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, Options{}))(f)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(f)
 	f.Fuzz(func(t *testing.T, body string) {
 		req := httptest.NewRequest("POST", "/api/v1/reports", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

@@ -205,18 +205,7 @@ type Problem struct {
 // X-Request-ID header, and no other member) and returns it.
 func ProblemOf(t testing.TB, r Response, status int) Problem {
 	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type %q, want application/problem+json", ct)
-	}
-	var p Problem
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		t.Fatalf("problem %q: %v", r.Body, err)
-	}
+	p := strict[Problem](t, r, status, "application/problem+json")
 	if p.Status != status || p.Title == "" || p.Type == "" || p.Detail == "" || p.Instance == "" {
 		t.Fatalf("incomplete problem: %+v", p)
 	}
@@ -265,4 +254,61 @@ func Page[T any](t testing.TB, r Response, name string) ([]T, *string) {
 		t.Fatalf("list: next in %s: %v", r.Body, err)
 	}
 	return items, next
+}
+
+// Must returns v, or fails the test given to the function it returns
+// when err is not nil: svc := testutil.Must(NewService(db, o))(t).
+func Must[T any](v T, err error) func(testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+// JSONOf checks that r is application/json with status and returns its
+// body decoded strictly (no member T lacks) into a T.
+func JSONOf[T any](t testing.TB, r Response, status int) T {
+	t.Helper()
+	return strict[T](t, r, status, "application/json")
+}
+
+// strict checks r's status and Content-Type and decodes its body into a
+// T, refusing members T lacks.
+func strict[T any](t testing.TB, r Response, status int, contentType string) T {
+	t.Helper()
+	if r.Status != status {
+		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != contentType {
+		t.Fatalf("Content-Type %q, want %s", ct, contentType)
+	}
+	var v T
+	dec := json.NewDecoder(bytes.NewReader(r.Body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("%s: %v", r.Body, err)
+	}
+	return v
+}
+
+// FuzzBody fuzzes read, which reads the JSON body of a method request to
+// path (decoding and validating it), starting from seeds: it must not
+// panic, and what it refuses must be, by status (which tells the status
+// an error is answered with), a 400 or a 422, never a server error.
+func FuzzBody(f *testing.F, seeds []string, method, path string, status func(error) int, read func(t *testing.T, r *http.Request) error) {
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := httptest.NewRequest(method, path, bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		if err := read(t, r); err != nil {
+			if s := status(err); s != http.StatusBadRequest && s != http.StatusUnprocessableEntity {
+				t.Fatalf("status %d for %q: %v", s, body, err)
+			}
+		}
+	})
 }

@@ -1,7 +1,6 @@
 package users
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"testing"
@@ -30,14 +29,8 @@ var start = time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.FixedZone("X", 3600))
 func newEnv(t *testing.T, d *dbtest.Env) *env {
 	t.Helper()
 	c := testutil.NewClock(start)
-	svc, err := NewService(d.DB, Options{Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := httpapi.New(httpapi.Config{Jobs: d.Client(t, queue.Config{}, false), Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testutil.Must(NewService(d.DB, Options{Now: c.Now}))(t)
+	a := testutil.Must(httpapi.New(httpapi.Config{Jobs: d.Client(t, queue.Config{}, false), Modules: []httpapi.Module{NewHandler(svc)}}))(t)
 	return &env{Server: testutil.Serve(t, a), t: t, db: d.DB, api: a, clock: c}
 }
 
@@ -53,19 +46,7 @@ type user struct {
 // decodeUser checks that r is a user with status and returns it.
 func decodeUser(t *testing.T, r testutil.Response, status int) user {
 	t.Helper()
-	if r.Status != status {
-		t.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		t.Fatalf("Content-Type %q", ct)
-	}
-	var u user
-	dec := json.NewDecoder(bytes.NewReader(r.Body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&u); err != nil {
-		t.Fatalf("user %q: %v", r.Body, err)
-	}
-	return u
+	return testutil.JSONOf[user](t, r, status)
 }
 
 // create creates a user and returns it.

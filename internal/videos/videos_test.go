@@ -53,14 +53,8 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 	}, true)
 	so := o.opts
 	so.MaxUploadBytes = o.maxUpload
-	svc, err := NewService(de.DB, c, bs, so)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, so))(t)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
 	return &env{Server: testutil.Serve(t, api), t: t, de: de, client: c}
 }
 

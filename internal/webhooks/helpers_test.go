@@ -81,14 +81,8 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		Queues:       map[string]queue.QueueConfig{Queue: {MaxWorkers: 4}},
 		PollInterval: 20 * time.Millisecond,
 	}, true)
-	svc, err := NewService(de.DB, c, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, opts))(t)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
 	return &env{Server: testutil.Serve(t, api), t: t, de: de, client: c, svc: svc, api: api, breakers: br, clock: clk}
 }
 

@@ -294,10 +294,7 @@ func (scopeAuth) Authenticate(_ context.Context, token string) (httpapi.Principa
 func TestScopes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, dbtest.SQLite(t), envOpts{})
-	api, err := httpapi.New(httpapi.Config{Jobs: e.client, Auth: scopeAuth{}, Modules: []httpapi.Module{NewHandler(e.svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: e.client, Auth: scopeAuth{}, Modules: []httpapi.Module{NewHandler(e.svc)}}))(t)
 	wh := e.createWebhook("https://example.com/")
 	for _, c := range []struct {
 		method, path, body, token string
