@@ -126,3 +126,14 @@ func (o Optional) Ptr() *string {
 	}
 	return &o.value
 }
+
+// Body returns a reader of request bodies for [Create] and [Change]: it
+// decodes the body strictly ([DecodeJSON]) into a Req and returns what
+// convert makes of it.
+func Body[Req, In any](convert func(Req) In) func(*http.Request) (In, error) {
+	return func(r *http.Request) (In, error) {
+		var req Req
+		err := DecodeJSON(r, &req)
+		return convert(req), err
+	}
+}

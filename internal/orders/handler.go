@@ -98,19 +98,12 @@ type patchRequest struct {
 	Status httpapi.Optional `json:"status"`
 }
 
-// decodeCreate reads the body of a create request.
-func decodeCreate(r *http.Request) (CreateInput, error) {
-	var req createRequest
-	err := httpapi.DecodeJSON(r, &req)
-	return CreateInput(req), err
-}
-
-// decodePatch reads the body of a patch request.
-func decodePatch(r *http.Request) (PatchInput, error) {
-	var req patchRequest
-	err := httpapi.DecodeJSON(r, &req)
-	return PatchInput{Note: req.Note.Ptr(), Status: req.Status.Ptr()}, err
-}
+// decodeCreate and decodePatch read the bodies of a create and a patch
+// request.
+var (
+	decodeCreate = httpapi.Body(func(r createRequest) CreateInput { return CreateInput(r) })
+	decodePatch  = httpapi.Body(func(r patchRequest) PatchInput { return PatchInput{Note: r.Note.Ptr(), Status: r.Status.Ptr()} })
+)
 
 // parseList parses the query string of GET /api/v1/orders by the rules
 // of httpapi.ParseList; status may repeat or hold comma-separated values.

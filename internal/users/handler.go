@@ -81,19 +81,12 @@ type patchRequest struct {
 	Name  httpapi.Optional `json:"name"`
 }
 
-// decodeCreate reads the body of a create request.
-func decodeCreate(r *http.Request) (CreateInput, error) {
-	var req createRequest
-	err := httpapi.DecodeJSON(r, &req)
-	return CreateInput(req), err
-}
-
-// decodePatch reads the body of a patch request.
-func decodePatch(r *http.Request) (PatchInput, error) {
-	var req patchRequest
-	err := httpapi.DecodeJSON(r, &req)
-	return PatchInput{Email: req.Email.Ptr(), Name: req.Name.Ptr()}, err
-}
+// decodeCreate and decodePatch read the bodies of a create and a patch
+// request.
+var (
+	decodeCreate = httpapi.Body(func(r createRequest) CreateInput { return CreateInput(r) })
+	decodePatch  = httpapi.Body(func(r patchRequest) PatchInput { return PatchInput{Email: r.Email.Ptr(), Name: r.Name.Ptr()} })
+)
 
 // parseList parses the query string of GET /api/v1/users by the rules
 // of httpapi.ParseList.

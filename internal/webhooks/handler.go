@@ -82,11 +82,8 @@ type createRequest struct {
 	Description string `json:"description"`
 }
 
-func decodeCreate(r *http.Request) (EndpointInput, error) {
-	var req createRequest
-	err := httpapi.DecodeJSON(r, &req)
-	return EndpointInput(req), err
-}
+// decodeCreate reads the body of a create request.
+var decodeCreate = httpapi.Body(func(r createRequest) EndpointInput { return EndpointInput(r) })
 
 // toCreated shows a new endpoint: with its secret, this once.
 func toCreated(e Endpoint) endpointResponse {
