@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/auth"
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/internal/httpapi"
 )
 
 // Store keeps tokens in the api_tokens table.
@@ -41,7 +41,7 @@ func scanToken(sc database.Scanner, extra ...any) (Token, error) {
 	if err := sc.Scan(dest...); err != nil {
 		return Token{}, err
 	}
-	s, err := httpapi.ParseScope(scope)
+	s, err := auth.ParseScope(scope)
 	if err != nil {
 		return Token{}, fmt.Errorf("token %s: %w", t.ID, err)
 	}
