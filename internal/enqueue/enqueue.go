@@ -73,3 +73,19 @@ func ID(field string, id int64) error {
 	}
 	return nil
 }
+
+// Tracked is a record with the job that works on it; Job is nil once the
+// job has been pruned.
+type Tracked[T any] struct {
+	Record T
+	Job    *queue.Job
+}
+
+// Track returns rec with its job, jobID, read from jobs.
+func Track[T any](ctx context.Context, jobs Getter, rec T, jobID int64) (Tracked[T], error) {
+	j, err := Job(ctx, jobs, jobID)
+	if err != nil {
+		return Tracked[T]{}, err
+	}
+	return Tracked[T]{Record: rec, Job: j}, nil
+}

@@ -44,7 +44,7 @@ func (h *Handler) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "POST " + p, Handler: h.upload, BodyLimit: h.BodyLimit(), ReadTimeout: h.s.Options().UploadTimeout},
 		{Pattern: "GET " + p, Handler: h.list},
-		{Pattern: "GET " + p + "/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) imageResponse { return toResponse(st.Image) })},
+		{Pattern: "GET " + p + "/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) imageResponse { return toResponse(st.Record) })},
 		{Pattern: "GET " + p + "/{id}/original", Handler: h.original},
 		{Pattern: "GET " + p + "/{id}/variants/{size}", Handler: h.variant},
 	}

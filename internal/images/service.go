@@ -406,10 +406,7 @@ func (s *Service) Create(ctx context.Context, o Original, filename string, sizes
 
 // Status is an image with its job. Job is nil when the job no longer
 // exists (finished jobs are pruned; images stay).
-type Status struct {
-	Image Image
-	Job   *queue.Job
-}
+type Status = enqueue.Tracked[Image]
 
 // Get returns the image with the id, its ready variants and its job
 // ([ErrNotFound] if there is no such image). An image still pending
@@ -423,11 +420,11 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if img.Variants, err = s.st.variants(ctx, s.db.R, id); err != nil {
 		return Status{}, err
 	}
-	j, err := enqueue.Job(ctx, s.jobs, img.JobID)
+	st, err := enqueue.Track(ctx, s.jobs, img, img.JobID)
 	if err != nil {
 		return Status{}, fmt.Errorf("images: image %d: %w", id, err)
 	}
-	if img.Status == StatusPending {
+	if img, j := &st.Record, st.Job; img.Status == StatusPending {
 		switch {
 		case j == nil:
 			// Only finished jobs are pruned, and one that completed
@@ -442,7 +439,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 			img.Status, img.Error = StatusFailed, "the thumbnail job was cancelled"
 		}
 	}
-	return Status{Image: img, Job: j}, nil
+	return st, nil
 }
 
 // ListParams select a page of images, newest first.

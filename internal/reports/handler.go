@@ -157,7 +157,7 @@ type reportResponse struct {
 }
 
 func toResponse(st Status) reportResponse {
-	rp := st.Report
+	rp := st.Record
 	out := reportResponse{
 		ID: rp.ID, Kind: rp.Params.Kind, Params: rp.Params, JobID: rp.JobID,
 		CreatedAt: rp.CreatedAt, Status: httpapi.JobPath(rp.JobID),

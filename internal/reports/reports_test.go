@@ -713,12 +713,12 @@ func FuzzCreate(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := st.Report.Params
+		p := st.Record.Params
 		if err := p.Normalize(); err != nil {
-			t.Fatalf("%q stored invalid params %+v: %v", body, st.Report.Params, err)
+			t.Fatalf("%q stored invalid params %+v: %v", body, st.Record.Params, err)
 		}
-		if fmt.Sprint(p) != fmt.Sprint(st.Report.Params) {
-			t.Fatalf("%q stored params %+v, not normalized (%+v)", body, st.Report.Params, p)
+		if fmt.Sprint(p) != fmt.Sprint(st.Record.Params) {
+			t.Fatalf("%q stored params %+v, not normalized (%+v)", body, st.Record.Params, p)
 		}
 	})
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/enqueue"
-	"github.com/kilnhq/kiln/queue"
 )
 
 // KindGenerate is the job kind that generates a report.
@@ -231,10 +230,7 @@ func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
 
 // Status is a report with its job. Job is nil when the job no longer
 // exists (finished jobs are pruned after a while; reports stay).
-type Status struct {
-	Report Report
-	Job    *queue.Job
-}
+type Status = enqueue.Tracked[Report]
 
 // Get returns the report with the id and its job ([ErrNotFound] if there
 // is no such report).
@@ -243,11 +239,11 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	j, err := enqueue.Job(ctx, s.jobs, r.JobID)
+	st, err := enqueue.Track(ctx, s.jobs, r, r.JobID)
 	if err != nil {
 		return Status{}, fmt.Errorf("report %d: %w", id, err)
 	}
-	return Status{Report: r, Job: j}, nil
+	return st, nil
 }
 
 // Download returns the report with the id if its CSV is ready:

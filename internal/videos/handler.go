@@ -35,7 +35,7 @@ const uploadTimeout = 15 * time.Minute
 func (h *Handler) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "POST " + httpapi.Prefix + "/videos", Handler: h.create, BodyLimit: h.s.MaxUploadBytes(), ReadTimeout: uploadTimeout},
-		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) videoResponse { return toResponse(st.Video, st.Job) })},
+		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) videoResponse { return toResponse(st.Record, st.Job) })},
 		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}/thumbnail", Handler: h.thumbnail},
 	}
 }

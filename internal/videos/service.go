@@ -195,10 +195,7 @@ func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atM
 
 // Status is a video with its job. Job is nil when the job no longer
 // exists (finished jobs are pruned; videos stay).
-type Status struct {
-	Video Video
-	Job   *queue.Job
-}
+type Status = enqueue.Tracked[Video]
 
 // Get returns the video with the id ([ErrNotFound] if none) and its job.
 func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
@@ -206,11 +203,11 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	j, err := enqueue.Job(ctx, s.jobs, v.JobID)
+	st, err := enqueue.Track(ctx, s.jobs, v, v.JobID)
 	if err != nil {
 		return Status{}, fmt.Errorf("video %d: %w", id, err)
 	}
-	return Status{Video: v, Job: j}, nil
+	return st, nil
 }
 
 // Thumbnail returns the video with the id if its thumbnail is made:
