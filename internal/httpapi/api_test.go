@@ -109,18 +109,12 @@ func decodeJob(t *testing.T, r testutil.Response) jobResponse {
 // waitState polls the job until it is in state.
 func (e *env) waitState(id string, state queue.JobState) jobResponse {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := e.Do("GET", "/api/v1/jobs/"+id, "")
-		j := decodeJob(e.t, r)
-		if j.State == state {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %s is %s, want %s", id, j.State, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var j jobResponse
+	testutil.Eventually(e.t, "job "+id+" is "+string(state), func() bool {
+		j = decodeJob(e.t, e.Do("GET", "/api/v1/jobs/"+id, ""))
+		return j.State == state
+	})
+	return j
 }
 
 func TestErrorTableCoversEveryCode(t *testing.T) {

@@ -107,11 +107,13 @@ type Server struct {
 	t testing.TB
 }
 
-// Serve starts serving h; the server is closed when the test ends.
+// Serve starts serving h; the server is closed when the test ends. Its
+// client does not follow redirects: a test sees what the server answered.
 func Serve(t testing.TB, h http.Handler) *Server {
 	t.Helper()
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
+	srv.Client().CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Server{Server: srv, t: t}
 }
 
