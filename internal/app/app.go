@@ -92,14 +92,10 @@ func New(cfg Config) (*App, error) {
 		Idempotency: idempotency.NewStore(db, idempotency.Options{Now: cfg.Now, Logger: cfg.Logger}),
 		Blobs:       blobs.NewStore(db, blobs.WithClock(cfg.Now)),
 	}
-	io := cfg.Kinds.Images
-	if io.Now == nil {
-		io.Now = cfg.Now
-	}
-	imgs, err := images.NewService(db, cfg.Jobs, a.Blobs, io)
+	modules, err := newModules(cfg, a.Blobs)
 	if err != nil {
 		_ = a.Tokens.Close()
-		return nil, fmt.Errorf("images: %w", err)
+		return nil, err
 	}
 	hc := httpapi.Config{
 		Jobs:        cfg.Jobs,
@@ -108,14 +104,7 @@ func New(cfg Config) (*App, error) {
 		BodyLimit:   cfg.BodyLimit,
 		Idempotency: a.Idempotency,
 		Middleware:  cfg.Middleware,
-		Modules: []httpapi.Module{
-			users.NewHandler(users.NewService(users.NewStore(db), cfg.Now)),
-			orders.NewHandler(orders.NewService(db, orders.NewStore(db), cfg.Jobs, cfg.Now)),
-			reports.NewHandler(reports.NewService(db, cfg.Jobs, a.Blobs, cfg.Now)),
-			images.NewHandler(imgs),
-			webhooks.NewHandler(webhooks.NewService(db, cfg.Jobs, cfg.Kinds.webhookOptions(cfg.Now))),
-			videos.NewHandler(videos.NewService(db, cfg.Jobs, a.Blobs, cfg.Now), cfg.Kinds.VideoMaxUpload),
-		},
+		Modules:     modules,
 	}
 	if cfg.Monitor != nil {
 		hc.Modules = append(hc.Modules, cfg.Monitor.Module())
@@ -136,6 +125,34 @@ func New(cfg Config) (*App, error) {
 	}
 	a.API = api
 	return a, nil
+}
+
+// newModules returns the feature modules over cfg.DB, keeping files in bs.
+func newModules(cfg Config, bs *blobs.Store) ([]httpapi.Module, error) {
+	db, jobs, k := cfg.DB, cfg.Jobs, cfg.Kinds
+	io := k.Images
+	if io.Now == nil {
+		io.Now = cfg.Now
+	}
+	vo := k.Videos
+	vo.Now, vo.MaxUploadBytes = cfg.Now, k.VideoMaxUpload
+	us, uerr := users.NewService(db, users.Options{Now: cfg.Now})
+	os, oerr := orders.NewService(db, jobs, orders.Options{Now: cfg.Now})
+	rs, rerr := reports.NewService(db, jobs, bs, reports.Options{Now: cfg.Now})
+	is, ierr := images.NewService(db, jobs, bs, io)
+	ws, werr := webhooks.NewService(db, jobs, k.webhookOptions(cfg.Now))
+	vs, verr := videos.NewService(db, jobs, bs, vo)
+	if err := errors.Join(uerr, oerr, rerr, ierr, werr, verr); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	return []httpapi.Module{
+		users.NewHandler(us),
+		orders.NewHandler(os),
+		reports.NewHandler(rs),
+		images.NewHandler(is),
+		webhooks.NewHandler(ws),
+		videos.NewHandler(vs),
+	}, nil
 }
 
 // Run does the API's background work until ctx is done: pruning expired

@@ -3,9 +3,7 @@ package app_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,12 +14,13 @@ import (
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/metrics"
 	"github.com/kilnhq/kiln/internal/monitor"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
 type env struct {
+	*testutil.Server
 	t      *testing.T
-	srv    *httptest.Server
 	app    *app.App
 	client *queue.Client
 }
@@ -40,9 +39,7 @@ func newEnv(t *testing.T, e *dbtest.Env) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Close() })
-	srv := httptest.NewServer(a.API)
-	t.Cleanup(srv.Close)
-	return &env{t: t, srv: srv, app: a, client: c}
+	return &env{Server: testutil.Serve(t, a.API), t: t, app: a, client: c}
 }
 
 func (e *env) token(scope httpapi.Scope) string {
@@ -55,37 +52,19 @@ func (e *env) token(scope httpapi.Scope) string {
 }
 
 // do sends a request with token (if any) and decodes a JSON answer into
-// out (if not nil); it returns the response with its body read.
-func (e *env) do(token, method, path, body string, out any, header ...string) (*http.Response, []byte) {
+// out (if not nil); it returns the answer and its body.
+func (e *env) do(token, method, path, body string, out any, header ...string) (testutil.Response, []byte) {
 	e.t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
 	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+		header = append(header, "Authorization", "Bearer "+token)
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			e.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+	r := e.Do(method, path, body, header...)
+	if out != nil && r.Status < 300 {
+		if err := json.Unmarshal(r.Body, out); err != nil {
+			e.t.Fatalf("%s %s: %v in %s", method, path, err, r.Body)
 		}
 	}
-	return resp, b
+	return r, r.Body
 }
 
 // TestAssembledAPI checks the API as kiln serve builds it: the document
@@ -107,8 +86,8 @@ func TestAssembledAPI(t *testing.T) {
 			}
 			path = strings.NewReplacer("{id}", "1", "{name}", "default").Replace(path)
 			resp, body := e.do("", method, path, "", nil)
-			if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
-				t.Errorf("%s without a token: %d %s", p, resp.StatusCode, body)
+			if resp.Status != http.StatusUnauthorized || resp.Header.Get("WWW-Authenticate") == "" {
+				t.Errorf("%s without a token: %d %s", p, resp.Status, body)
 			}
 		}
 		read, write, adminTok := e.token(httpapi.ScopeRead), e.token(httpapi.ScopeWrite), e.token(httpapi.ScopeAdmin)
@@ -117,11 +96,11 @@ func TestAssembledAPI(t *testing.T) {
 		var user struct {
 			ID int64 `json:"id"`
 		}
-		if resp, body := e.do(write, "POST", "/api/v1/users", `{"email":"Ada@Example.com","name":"Ada"}`, &user); resp.StatusCode != 201 {
-			t.Fatalf("create user: %d %s", resp.StatusCode, body)
+		if resp, body := e.do(write, "POST", "/api/v1/users", `{"email":"Ada@Example.com","name":"Ada"}`, &user); resp.Status != 201 {
+			t.Fatalf("create user: %d %s", resp.Status, body)
 		}
-		if resp, _ := e.do(read, "POST", "/api/v1/users", `{"email":"b@example.com","name":"B"}`, nil); resp.StatusCode != 403 {
-			t.Errorf("create user with a read token: %d", resp.StatusCode)
+		if resp, _ := e.do(read, "POST", "/api/v1/users", `{"email":"b@example.com","name":"B"}`, nil); resp.Status != 403 {
+			t.Errorf("create user with a read token: %d", resp.Status)
 		}
 		var order struct {
 			ID           int64 `json:"id"`
@@ -129,13 +108,13 @@ func TestAssembledAPI(t *testing.T) {
 		}
 		body := `{"user_id":` + jsonInt(user.ID) + `,"amount_cents":1250,"currency":"EUR"}`
 		resp, raw := e.do(write, "POST", "/api/v1/orders", body, &order, "Idempotency-Key", `"order-1"`)
-		if resp.StatusCode != 201 || order.ConfirmJobID == 0 {
-			t.Fatalf("create order: %d %s", resp.StatusCode, raw)
+		if resp.Status != 201 || order.ConfirmJobID == 0 {
+			t.Fatalf("create order: %d %s", resp.Status, raw)
 		}
 		// The same key and body replays: no second order, no second job.
 		resp2, raw2 := e.do(write, "POST", "/api/v1/orders", body, nil, "Idempotency-Key", `"order-1"`)
-		if resp2.StatusCode != 201 || resp2.Header.Get("Idempotent-Replayed") != "true" || string(raw2) != string(raw) {
-			t.Errorf("replay: %d %q %s", resp2.StatusCode, resp2.Header.Get("Idempotent-Replayed"), raw2)
+		if resp2.Status != 201 || resp2.Header.Get("Idempotent-Replayed") != "true" || string(raw2) != string(raw) {
+			t.Errorf("replay: %d %q %s", resp2.Status, resp2.Header.Get("Idempotent-Replayed"), raw2)
 		}
 		var list struct {
 			Orders []json.RawMessage `json:"orders"`
@@ -159,26 +138,26 @@ func TestAssembledAPI(t *testing.T) {
 			Report string `json:"report"`
 		}
 		resp, raw = e.do(write, "POST", "/api/v1/reports", `{"kind":"order_totals","group_by":"user"}`, &rep)
-		if resp.StatusCode != 202 || resp.Header.Get("Location") != "/api/v1/jobs/"+jsonInt(rep.JobID) {
-			t.Fatalf("create report: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), raw)
+		if resp.Status != 202 || resp.Header.Get("Location") != "/api/v1/jobs/"+jsonInt(rep.JobID) {
+			t.Fatalf("create report: %d %s %s", resp.Status, resp.Header.Get("Location"), raw)
 		}
 		e.waitJob(read, rep.JobID)
 		resp, csv := e.do(read, "GET", rep.Report+"/download", "", nil)
-		if resp.StatusCode != 200 || !strings.Contains(string(csv), "ada@example.com,Ada,EUR,1,1250,12.50") {
-			t.Errorf("report download: %d %s", resp.StatusCode, csv)
+		if resp.Status != 200 || !strings.Contains(string(csv), "ada@example.com,Ada,EUR,1,1250,12.50") {
+			t.Errorf("report download: %d %s", resp.Status, csv)
 		}
 
 		// Deleting needs admin.
-		if resp, _ := e.do(write, "DELETE", "/api/v1/orders/"+jsonInt(order.ID), "", nil); resp.StatusCode != 403 {
-			t.Errorf("delete with a write token: %d", resp.StatusCode)
+		if resp, _ := e.do(write, "DELETE", "/api/v1/orders/"+jsonInt(order.ID), "", nil); resp.Status != 403 {
+			t.Errorf("delete with a write token: %d", resp.Status)
 		}
-		if resp, _ := e.do(adminTok, "DELETE", "/api/v1/orders/"+jsonInt(order.ID), "", nil); resp.StatusCode != 204 {
-			t.Errorf("delete with an admin token: %d", resp.StatusCode)
+		if resp, _ := e.do(adminTok, "DELETE", "/api/v1/orders/"+jsonInt(order.ID), "", nil); resp.Status != 204 {
+			t.Errorf("delete with an admin token: %d", resp.Status)
 		}
 		// The runtime figures are served.
 		var rt map[string]any
-		if resp, b := e.do(read, "GET", "/api/v1/runtime", "", &rt); resp.StatusCode != 200 && resp.StatusCode != 503 {
-			t.Errorf("runtime: %d %s", resp.StatusCode, b)
+		if resp, b := e.do(read, "GET", "/api/v1/runtime", "", &rt); resp.Status != 200 && resp.Status != 503 {
+			t.Errorf("runtime: %d %s", resp.Status, b)
 		}
 	})
 }

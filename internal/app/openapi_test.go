@@ -123,11 +123,11 @@ func TestEveryAnswerIsDocumented(t *testing.T) {
 				}
 				header = append(header, p.header...)
 				resp, body := e.do(p.token, p.method, p.path, p.body, nil, header...)
-				check(t, pattern, op.Responses, resp.StatusCode, fmt.Sprintf("%s %s with %s", p.method, p.path, p.what), body)
+				check(t, pattern, op.Responses, resp.Status, fmt.Sprintf("%s %s with %s", p.method, p.path, p.what), body)
 			}
 			// A declared length over the limit, which no client would
 			// send in full.
-			status := sendOverLimit(t, e.srv.URL, admin, method, expand(t, tmpl)[0])
+			status := sendOverLimit(t, e.URL, admin, method, expand(t, tmpl)[0])
 			check(t, pattern, op.Responses, status, method+" "+tmpl+" with a body over the limit", nil)
 		}
 	})

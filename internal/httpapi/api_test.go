@@ -1,48 +1,26 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
+	*testutil.Server
 	t      *testing.T
 	client *queue.Client
 	api    *API
-	srv    *httptest.Server
-	logs   *syncBuffer
+	logs   *testutil.Logs
 	// release unblocks "block" jobs; releaseJobs closes it once.
 	release     chan struct{}
 	releaseJobs func()
@@ -90,16 +68,24 @@ func newClient(t testing.TB, release chan struct{}) *queue.Client {
 	return c
 }
 
-func newEnv(t *testing.T, extra ...func(*API)) *env {
+func newEnv(t *testing.T, extra ...func(*API)) *env { return newEnvWith(t, nil, extra...) }
+
+// newEnvWith is newEnv with configure applied to the API's Config
+// before the API is made.
+func newEnvWith(t *testing.T, configure func(*Config), extra ...func(*API)) *env {
 	t.Helper()
-	e := &env{t: t, logs: &syncBuffer{}, release: make(chan struct{})}
+	e := &env{t: t, logs: &testutil.Logs{}, release: make(chan struct{})}
 	var once sync.Once
 	e.releaseJobs = func() { once.Do(func() { close(e.release) }) }
 	e.client = newClient(t, e.release)
 	// Registered after the client's cleanup, so it runs first: the client
 	// then stops without waiting for blocked jobs.
 	t.Cleanup(e.releaseJobs)
-	a, err := New(Config{Jobs: e.client, Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), BodyLimit: 4096})
+	cfg := Config{Jobs: e.client, Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), BodyLimit: 4096}
+	if configure != nil {
+		configure(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,93 +93,15 @@ func newEnv(t *testing.T, extra ...func(*API)) *env {
 		f(a)
 	}
 	e.api = a
-	e.srv = httptest.NewServer(a)
-	t.Cleanup(e.srv.Close)
+	e.Server = testutil.Serve(t, a)
 	return e
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("body %q: %v", r.body, err)
-	}
-	return m
-}
-
-// do sends a request; a non-empty body is sent as application/json
-// unless header sets a Content-Type.
-func (e *env) do(method, path, body string, header ...string) response {
-	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
-}
-
-// problemOf checks that r is a problem with status and returns it.
-func problemOf(t *testing.T, r response, status int) problem {
-	t.Helper()
-	if r.status != status {
-		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
-	}
-	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type %q, want application/problem+json", ct)
-	}
-	var p problem
-	dec := json.NewDecoder(bytes.NewReader(r.body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
-		t.Fatalf("problem %q: %v", r.body, err)
-	}
-	if p.Status != status || p.Title == "" || p.Type == "" || p.Detail == "" || p.Instance == "" {
-		t.Fatalf("incomplete problem: %+v", p)
-	}
-	if p.RequestID == "" || p.RequestID != r.header.Get(RequestIDHeader) {
-		t.Fatalf("problem request id %q, header %q", p.RequestID, r.header.Get(RequestIDHeader))
-	}
-	return p
-}
-
-func fields(p problem) []string {
-	var out []string
-	for _, f := range p.Errors {
-		out = append(out, f.Field)
-	}
-	return out
-}
-
-func decodeJob(t *testing.T, r response) jobResponse {
+func decodeJob(t *testing.T, r testutil.Response) jobResponse {
 	t.Helper()
 	var j jobResponse
-	if err := json.Unmarshal(r.body, &j); err != nil {
-		t.Fatalf("job %q: %v", r.body, err)
+	if err := json.Unmarshal(r.Body, &j); err != nil {
+		t.Fatalf("job %q: %v", r.Body, err)
 	}
 	return j
 }
@@ -201,18 +109,12 @@ func decodeJob(t *testing.T, r response) jobResponse {
 // waitState polls the job until it is in state.
 func (e *env) waitState(id string, state queue.JobState) jobResponse {
 	e.t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r := e.do("GET", "/api/v1/jobs/"+id, "")
-		j := decodeJob(e.t, r)
-		if j.State == state {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %s is %s, want %s", id, j.State, state)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var j jobResponse
+	testutil.Eventually(e.t, "job "+id+" is "+string(state), func() bool {
+		j = decodeJob(e.t, e.Do("GET", "/api/v1/jobs/"+id, ""))
+		return j.State == state
+	})
+	return j
 }
 
 func TestErrorTableCoversEveryCode(t *testing.T) {
@@ -225,7 +127,7 @@ func TestErrorTableCoversEveryCode(t *testing.T) {
 		queue.ErrNotFound: 404, queue.ErrWrongState: 409, queue.ErrInvalid: 422, queue.ErrUnknownKind: 422,
 		queue.ErrStopped: 503, errors.New("disk on fire"): 500,
 	} {
-		if got := classify(errors.Join(errors.New("ctx"), err)).Status(); got != want {
+		if got := StatusOf(errors.Join(errors.New("ctx"), err)); got != want {
 			t.Errorf("%v: status %d, want %d", err, got, want)
 		}
 	}

@@ -5,14 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -75,37 +74,24 @@ func newAuthEnv(t *testing.T) (*env, *fakeAuth) {
 		"write": {TokenID: "bbbbbbbbbbbb", Name: "writer", Scope: ScopeWrite},
 		"admin": {TokenID: "cccccccccccc", Name: "admin", Scope: ScopeAdmin},
 	}}
-	e := &env{t: t, logs: &syncBuffer{}, release: make(chan struct{})}
-	var once sync.Once
-	e.releaseJobs = func() { once.Do(func() { close(e.release) }) }
-	e.client = newClient(t, e.release)
-	t.Cleanup(e.releaseJobs)
-	a, err := New(Config{
-		Jobs: e.client, Logger: slog.New(slog.NewJSONHandler(e.logs, nil)), BodyLimit: 4096,
-		Auth: auth, Modules: []Module{whoami{}},
+	e := newEnvWith(t, func(c *Config) { c.Auth, c.Modules = auth, []Module{whoami{}} }, func(a *API) {
+		a.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(http.StatusNoContent)
+		}))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.Handle("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	e.api = a
-	e.srv = httptest.NewServer(a)
-	t.Cleanup(e.srv.Close)
 	return e, auth
 }
 
 func bearer(token string) []string { return []string{"Authorization", "Bearer " + token} }
 
 // unauthorized checks a 401: problem+json with the Bearer challenge.
-func unauthorized(t *testing.T, r response) problem {
+func unauthorized(t *testing.T, r testutil.Response) testutil.Problem {
 	t.Helper()
-	p := problemOf(t, r, http.StatusUnauthorized)
-	if got := r.header.Get("WWW-Authenticate"); got != `Bearer realm="kiln"` {
+	p := testutil.ProblemOf(t, r, http.StatusUnauthorized)
+	if got := r.Header.Get("WWW-Authenticate"); got != `Bearer realm="kiln"` {
 		t.Errorf("WWW-Authenticate %q", got)
 	}
-	if p.Code != CodeUnauthorized {
+	if p.Code != string(CodeUnauthorized) {
 		t.Errorf("code %s", p.Code)
 	}
 	return p
@@ -114,7 +100,7 @@ func unauthorized(t *testing.T, r response) problem {
 func TestAuthMissingOrMalformedHeader(t *testing.T) {
 	t.Parallel()
 	e, auth := newAuthEnv(t)
-	p := unauthorized(t, e.do("GET", "/api/v1/jobs", ""))
+	p := unauthorized(t, e.Do("GET", "/api/v1/jobs", ""))
 	if !strings.Contains(p.Detail, "Authorization: Bearer") || !strings.Contains(p.Detail, "kiln token create") {
 		t.Errorf("the 401 does not say how to authenticate: %q", p.Detail)
 	}
@@ -127,10 +113,10 @@ func TestAuthMissingOrMalformedHeader(t *testing.T) {
 		"Token admin",
 		"Beareradmin",
 	} {
-		r := e.do("GET", "/api/v1/jobs", "", "Authorization", hdr)
+		r := e.Do("GET", "/api/v1/jobs", "", "Authorization", hdr)
 		unauthorized(t, r)
-		if strings.Contains(string(r.body), "YWRtaW46") {
-			t.Errorf("%q: the 401 echoes the credentials: %s", hdr, r.body)
+		if strings.Contains(string(r.Body), "YWRtaW46") {
+			t.Errorf("%q: the 401 echoes the credentials: %s", hdr, r.Body)
 		}
 	}
 	if got := auth.asked(); len(got) != 0 {
@@ -138,8 +124,8 @@ func TestAuthMissingOrMalformedHeader(t *testing.T) {
 	}
 	// The scheme is case-insensitive and surrounding blanks are ignored.
 	for _, hdr := range []string{"bearer read", "BEARER read", "Bearer  read "} {
-		if r := e.do("GET", "/api/v1/jobs", "", "Authorization", hdr); r.status != http.StatusOK {
-			t.Errorf("%q: status %d: %s", hdr, r.status, r.body)
+		if r := e.Do("GET", "/api/v1/jobs", "", "Authorization", hdr); r.Status != http.StatusOK {
+			t.Errorf("%q: status %d: %s", hdr, r.Status, r.Body)
 		}
 	}
 }
@@ -147,17 +133,17 @@ func TestAuthMissingOrMalformedHeader(t *testing.T) {
 func TestAuthInvalidToken(t *testing.T) {
 	t.Parallel()
 	e, _ := newAuthEnv(t)
-	r := e.do("GET", "/api/v1/jobs", "", bearer("kiln_000000000000_nope")...)
+	r := e.Do("GET", "/api/v1/jobs", "", bearer("kiln_000000000000_nope")...)
 	p := unauthorized(t, r)
 	if !strings.Contains(p.Detail, "invalid, revoked or expired") {
 		t.Errorf("detail %q", p.Detail)
 	}
-	if strings.Contains(string(r.body), "kiln_0000") {
-		t.Errorf("the 401 echoes the token: %s", r.body)
+	if strings.Contains(string(r.Body), "kiln_0000") {
+		t.Errorf("the 401 echoes the token: %s", r.Body)
 	}
 	// Authentication belongs to routes: an unknown path is a 404
 	// whatever the token.
-	problemOf(t, e.do("GET", "/api/v1/nope", "", bearer("bad")...), http.StatusNotFound)
+	testutil.ProblemOf(t, e.Do("GET", "/api/v1/nope", "", bearer("bad")...), http.StatusNotFound)
 }
 
 func TestAuthScopes(t *testing.T) {
@@ -181,34 +167,34 @@ func TestAuthScopes(t *testing.T) {
 	for _, tc := range tests {
 		for _, tok := range []string{"read", "write", "admin"} {
 			want := tc.status[tok]
-			r := e.do(tc.method, tc.path, tc.body, bearer(tok)...)
+			r := e.Do(tc.method, tc.path, tc.body, bearer(tok)...)
 			if want == http.StatusForbidden {
-				p := problemOf(t, r, want)
-				if p.Code != CodeForbidden || !strings.Contains(p.Detail, "scope") {
+				p := testutil.ProblemOf(t, r, want)
+				if p.Code != string(CodeForbidden) || !strings.Contains(p.Detail, "scope") {
 					t.Errorf("%s %s with %s: %+v", tc.method, tc.path, tok, p)
 				}
-				if r.header.Get("WWW-Authenticate") != "" {
+				if r.Header.Get("WWW-Authenticate") != "" {
 					t.Errorf("%s %s with %s: a 403 carries a challenge", tc.method, tc.path, tok)
 				}
 				continue
 			}
-			if r.status != want {
-				t.Errorf("%s %s with %s: status %d, want %d: %s", tc.method, tc.path, tok, r.status, want, r.body)
+			if r.Status != want {
+				t.Errorf("%s %s with %s: status %d, want %d: %s", tc.method, tc.path, tok, r.Status, want, r.Body)
 			}
 		}
 	}
 
 	// DELETE of a job needs admin; the write token that created it may
 	// not delete it.
-	created := decodeJob(t, e.do("POST", "/api/v1/jobs", job, bearer("write")...))
+	created := decodeJob(t, e.Do("POST", "/api/v1/jobs", job, bearer("write")...))
 	path := fmt.Sprintf("/api/v1/jobs/%d", created.ID)
 	e.waitStateAs("read", path, queue.StateCompleted)
-	problemOf(t, e.do("DELETE", path, "", bearer("read")...), http.StatusForbidden)
-	problemOf(t, e.do("DELETE", path, "", bearer("write")...), http.StatusForbidden)
-	if r := e.do("DELETE", path, "", bearer("admin")...); r.status != http.StatusOK {
-		t.Fatalf("admin delete: %d %s", r.status, r.body)
+	testutil.ProblemOf(t, e.Do("DELETE", path, "", bearer("read")...), http.StatusForbidden)
+	testutil.ProblemOf(t, e.Do("DELETE", path, "", bearer("write")...), http.StatusForbidden)
+	if r := e.Do("DELETE", path, "", bearer("admin")...); r.Status != http.StatusOK {
+		t.Fatalf("admin delete: %d %s", r.Status, r.Body)
 	}
-	problemOf(t, e.do("GET", path, "", bearer("read")...), http.StatusNotFound)
+	testutil.ProblemOf(t, e.Do("GET", path, "", bearer("read")...), http.StatusNotFound)
 }
 
 // waitStateAs polls the job at path with token until it is in state.
@@ -216,7 +202,7 @@ func (e *env) waitStateAs(token, path string, state queue.JobState) {
 	e.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		j := decodeJob(e.t, e.do("GET", path, "", bearer(token)...))
+		j := decodeJob(e.t, e.Do("GET", path, "", bearer(token)...))
 		if j.State == state {
 			return
 		}
@@ -230,10 +216,10 @@ func (e *env) waitStateAs(token, path string, state queue.JobState) {
 func TestAuthPrincipalReachesHandler(t *testing.T) {
 	t.Parallel()
 	e, _ := newAuthEnv(t)
-	r := e.do("GET", "/api/v1/whoami", "", bearer("write")...)
+	r := e.Do("GET", "/api/v1/whoami", "", bearer("write")...)
 	var got map[string]any
-	if err := json.Unmarshal(r.body, &got); err != nil || r.status != 200 {
-		t.Fatalf("%d %s", r.status, r.body)
+	if err := json.Unmarshal(r.Body, &got); err != nil || r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
 	}
 	if got["ok"] != true || got["token"] != "bbbbbbbbbbbb" || got["name"] != "writer" || got["scope"] != "write" {
 		t.Errorf("principal in handler: %v", got)
@@ -243,15 +229,15 @@ func TestAuthPrincipalReachesHandler(t *testing.T) {
 func TestAuthenticatorFailureIs500(t *testing.T) {
 	t.Parallel()
 	e, _ := newAuthEnv(t)
-	r := e.do("GET", "/api/v1/jobs", "", append(bearer("explode"), RequestIDHeader, "auth-boom")...)
-	p := problemOf(t, r, http.StatusInternalServerError)
-	if p.Code != CodeInternal {
+	r := e.Do("GET", "/api/v1/jobs", "", append(bearer("explode"), RequestIDHeader, "auth-boom")...)
+	p := testutil.ProblemOf(t, r, http.StatusInternalServerError)
+	if p.Code != string(CodeInternal) {
 		t.Errorf("code %s", p.Code)
 	}
-	if body := string(r.body); strings.Contains(body, "hunter2") || strings.Contains(body, "10.1.2.3") || strings.Contains(body, "password") {
+	if body := string(r.Body); strings.Contains(body, "hunter2") || strings.Contains(body, "10.1.2.3") || strings.Contains(body, "password") {
 		t.Errorf("the 500 leaks the cause: %s", body)
 	}
-	if r.header.Get("WWW-Authenticate") != "" {
+	if r.Header.Get("WWW-Authenticate") != "" {
 		t.Error("a server failure asks the client to authenticate")
 	}
 	if logs := e.logs.String(); !strings.Contains(logs, "hunter2") || !strings.Contains(logs, `"request_id":"auth-boom"`) {
@@ -262,12 +248,12 @@ func TestAuthenticatorFailureIs500(t *testing.T) {
 func TestAuthPublicRoutes(t *testing.T) {
 	t.Parallel()
 	e, auth := newAuthEnv(t)
-	if r := e.do("GET", "/healthz", ""); r.status != http.StatusNoContent {
-		t.Errorf("health check without a token: %d %s", r.status, r.body)
+	if r := e.Do("GET", "/healthz", ""); r.Status != http.StatusNoContent {
+		t.Errorf("health check without a token: %d %s", r.Status, r.Body)
 	}
 	// A bad token on a public route is ignored, not refused.
-	if r := e.do("GET", "/healthz", "", bearer("explode")...); r.status != http.StatusNoContent {
-		t.Errorf("health check with a bad token: %d %s", r.status, r.body)
+	if r := e.Do("GET", "/healthz", "", bearer("explode")...); r.Status != http.StatusNoContent {
+		t.Errorf("health check with a bad token: %d %s", r.Status, r.Body)
 	}
 	if got := auth.asked(); len(got) != 0 {
 		t.Errorf("a public route consulted the authenticator: %q", got)

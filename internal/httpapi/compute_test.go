@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kilnhq/kiln/internal/cpupool"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 func TestFibonacciValues(t *testing.T) {
@@ -22,20 +23,20 @@ func TestFibonacciValues(t *testing.T) {
 		{0, "0"}, {1, "1"}, {2, "1"}, {10, "55"}, {35, "9227465"}, {36, "14930352"},
 		{90, "2880067194370816120"},
 	} {
-		r := e.do("GET", "/api/v1/compute/fibonacci?n="+strconv.Itoa(tc.n), "")
-		if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
-			t.Fatalf("n=%d: %d %s", tc.n, r.status, r.body)
+		r := e.Do("GET", "/api/v1/compute/fibonacci?n="+strconv.Itoa(tc.n), "")
+		if r.Status != 200 || r.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("n=%d: %d %s", tc.n, r.Status, r.Body)
 		}
 		var got struct {
 			N     *int     `json:"n"`
 			Value string   `json:"value"`
 			MS    *float64 `json:"ms"`
 		}
-		if err := json.Unmarshal(r.body, &got); err != nil {
+		if err := json.Unmarshal(r.Body, &got); err != nil {
 			t.Fatal(err)
 		}
 		if got.N == nil || *got.N != tc.n || got.Value != tc.want || got.MS == nil || *got.MS < 0 {
-			t.Errorf("n=%d: %s, want value %s", tc.n, r.body, tc.want)
+			t.Errorf("n=%d: %s, want value %s", tc.n, r.Body, tc.want)
 		}
 	}
 }
@@ -57,8 +58,8 @@ func TestFibonacciBadN(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for _, q := range []string{"?n=-1", "?n=91", "?n=abc", "", "?m=3", "?n=", "?n=1&n=2", "?n=1.5", "?n=99999999999999999999"} {
-		p := problemOf(t, e.do("GET", "/api/v1/compute/fibonacci"+q, ""), 400)
-		if p.Code != CodeInvalid || len(p.Errors) != 1 || p.Errors[0].Field != "n" {
+		p := testutil.ProblemOf(t, e.Do("GET", "/api/v1/compute/fibonacci"+q, ""), 400)
+		if p.Code != string(CodeInvalid) || len(p.Errors) != 1 || p.Errors[0].Field != "n" {
 			t.Errorf("%q: %+v", q, p)
 		}
 	}
@@ -89,19 +90,19 @@ func TestFibonacciSaturated(t *testing.T) {
 	}()
 	e := newEnv(t, func(a *API) { a.cpu = pool })
 
-	r := e.do("GET", "/api/v1/compute/fibonacci?n=10", "")
-	p := problemOf(t, r, 503)
-	if p.Code != CodeUnavailable {
+	r := e.Do("GET", "/api/v1/compute/fibonacci?n=10", "")
+	p := testutil.ProblemOf(t, r, 503)
+	if p.Code != string(CodeUnavailable) {
 		t.Errorf("code %s", p.Code)
 	}
-	if got := r.header.Get("Retry-After"); got != "1" {
+	if got := r.Header.Get("Retry-After"); got != "1" {
 		t.Errorf("Retry-After %q, want 1", got)
 	}
 	if s := pool.Stats(); s.Rejected != 1 {
 		t.Errorf("pool stats %+v, want 1 rejected", s)
 	}
-	if r := e.do("GET", "/api/v1/kinds", ""); r.status != 200 {
-		t.Errorf("GET /api/v1/kinds while the CPU pool is saturated: %d %s", r.status, r.body)
+	if r := e.Do("GET", "/api/v1/kinds", ""); r.Status != 200 {
+		t.Errorf("GET /api/v1/kinds while the CPU pool is saturated: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -143,7 +144,7 @@ func FuzzFibonacciN(f *testing.F) {
 		n, err := parseFibN(q)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || e.Status() != 400 {
+			if !errors.As(err, &e) || StatusOf(e) != 400 {
 				t.Fatalf("%q: %v", raw, err)
 			}
 			return

@@ -105,7 +105,7 @@ func refusalProblem(p []byte, maxHeader int) (_ []byte, ok bool) {
 		detail = "the request line or a header is malformed"
 	}
 	id := newRequestID()
-	body, err := json.Marshal((&Error{Code: code, Message: detail}).problem("", id))
+	body, err := json.Marshal(newProblem(&Error{Code: code, Message: detail}, "", id))
 	if err != nil {
 		return nil, false
 	}

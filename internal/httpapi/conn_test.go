@@ -9,18 +9,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// rawResponse is an answer read off a connection.
-type rawResponse struct {
-	status int
-	header http.Header
-	body   []byte
-}
+	"github.com/kilnhq/kiln/internal/testutil"
+)
 
 // sendRaw writes req, as is, to a new connection to addr and reads the
 // answer.
-func sendRaw(t *testing.T, addr, req string) rawResponse {
+func sendRaw(t *testing.T, addr, req string) testutil.Response {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -40,7 +35,7 @@ func sendRaw(t *testing.T, addr, req string) rawResponse {
 	if err != nil {
 		t.Fatalf("%.40q: read body: %v", req, err)
 	}
-	return rawResponse{resp.StatusCode, resp.Header, b}
+	return testutil.Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
 // TestRawRequestsGetProblems sends what a broken client or a scanner
@@ -83,32 +78,32 @@ func TestRawRequestsGetProblems(t *testing.T) {
 		{"wrong media type", "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi", 415, CodeUnsupportedMedia, "application/json"},
 	} {
 		r := sendRaw(t, addr, tc.req)
-		if r.status != tc.status || r.header.Get("Content-Type") != "application/problem+json" {
-			t.Errorf("%s: %d %q, want a %d problem: %s", tc.name, r.status, r.header.Get("Content-Type"), tc.status, r.body)
+		if r.Status != tc.status || r.Header.Get("Content-Type") != "application/problem+json" {
+			t.Errorf("%s: %d %q, want a %d problem: %s", tc.name, r.Status, r.Header.Get("Content-Type"), tc.status, r.Body)
 			continue
 		}
 		var p problem
-		if err := json.Unmarshal(r.body, &p); err != nil {
-			t.Errorf("%s: %v in %s", tc.name, err, r.body)
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Errorf("%s: %v in %s", tc.name, err, r.Body)
 			continue
 		}
-		if p.Status != tc.status || p.Code != tc.code || !strings.Contains(p.Detail, tc.detail) || p.RequestID == "" || r.header.Get(RequestIDHeader) != p.RequestID {
-			t.Errorf("%s: problem %+v (X-Request-ID %q), want code %s and a detail with %q", tc.name, p, r.header.Get(RequestIDHeader), tc.code, tc.detail)
+		if p.Status != tc.status || p.Code != tc.code || !strings.Contains(p.Detail, tc.detail) || p.RequestID == "" || r.Header.Get(RequestIDHeader) != p.RequestID {
+			t.Errorf("%s: problem %+v (X-Request-ID %q), want code %s and a detail with %q", tc.name, p, r.Header.Get(RequestIDHeader), tc.code, tc.detail)
 		}
 	}
 	// net/http answers an Expect other than 100-continue itself, with no
 	// body.
 	r := sendRaw(t, addr, "GET /api/v1/kinds HTTP/1.1\r\nHost: x\r\nExpect: tea\r\n\r\n")
-	if r.status != http.StatusExpectationFailed || len(r.body) != 0 {
-		t.Errorf("Expect: tea: %d %q %s, want 417 without a body", r.status, r.header.Get("Content-Type"), r.body)
+	if r.Status != http.StatusExpectationFailed || len(r.Body) != 0 {
+		t.Errorf("Expect: tea: %d %q %s, want 417 without a body", r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
 	// The mux redirects a path that is not clean to its clean form.
-	if r := sendRaw(t, addr, "GET /api/v1//kinds HTTP/1.1\r\nHost: x\r\n\r\n"); r.status != http.StatusTemporaryRedirect || r.header.Get("Location") != "/api/v1/kinds" {
-		t.Errorf("unclean path: %d %q, want a 307 to /api/v1/kinds", r.status, r.header.Get("Location"))
+	if r := sendRaw(t, addr, "GET /api/v1//kinds HTTP/1.1\r\nHost: x\r\n\r\n"); r.Status != http.StatusTemporaryRedirect || r.Header.Get("Location") != "/api/v1/kinds" {
+		t.Errorf("unclean path: %d %q, want a 307 to /api/v1/kinds", r.Status, r.Header.Get("Location"))
 	}
 	// A request after a refusal on another connection is served as usual.
-	if r := sendRaw(t, addr, "GET /api/v1/kinds HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); r.status != 200 || r.header.Get("Content-Type") != "application/json" {
-		t.Errorf("a good request: %d %s", r.status, r.body)
+	if r := sendRaw(t, addr, "GET /api/v1/kinds HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); r.Status != 200 || r.Header.Get("Content-Type") != "application/json" {
+		t.Errorf("a good request: %d %s", r.Status, r.Body)
 	}
 }
 

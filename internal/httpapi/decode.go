@@ -9,6 +9,8 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	"github.com/kilnhq/kiln/internal/apperr"
 )
 
 // readBody checks that the body is application/json (else 415) and reads
@@ -58,14 +60,14 @@ func jsonError(err error) *Error {
 			return Errorf(CodeInvalid, "the request body must be a JSON object, not %s", typ.Value)
 		}
 		msg := fmt.Sprintf("must be %s, not %s", jsonType(typ.Type.Kind().String()), typ.Value)
-		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("field %q %s", typ.Field, msg), Fields: []FieldError{{typ.Field, msg}}}
+		return apperr.Field(CodeInvalid, typ.Field, msg)
 	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return Errorf(CodeInvalid, "the request body is truncated JSON")
 	}
 	// encoding/json reports unknown fields only as text.
 	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
 		name = strings.Trim(name, `"`)
-		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("unknown field %q", name), Fields: []FieldError{{name, "unknown field"}}}
+		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("unknown field %q", name), Fields: []FieldError{{Field: name, Message: "unknown field"}}}
 	}
 	return Errorf(CodeInvalid, "the request body could not be decoded: %v", err)
 }
@@ -97,4 +99,41 @@ func DecodeJSON(r *http.Request, dst any) error {
 		return err
 	}
 	return decodeBytes(body, dst)
+}
+
+// Optional is a string field of a request body that records whether it
+// was sent, for a PATCH that changes only the fields it names; null
+// reads as sent and empty.
+type Optional struct {
+	set   bool
+	value string
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (o *Optional) UnmarshalJSON(b []byte) error {
+	o.set = true
+	if string(b) == "null" {
+		o.value = ""
+		return nil
+	}
+	return json.Unmarshal(b, &o.value)
+}
+
+// Ptr returns nil when the field was not sent, else its value.
+func (o Optional) Ptr() *string {
+	if !o.set {
+		return nil
+	}
+	return &o.value
+}
+
+// Body returns a reader of request bodies for [Create] and [Change]: it
+// decodes the body strictly ([DecodeJSON]) into a Req and returns what
+// convert makes of it.
+func Body[Req, In any](convert func(Req) In) func(*http.Request) (In, error) {
+	return func(r *http.Request) (In, error) {
+		var req Req
+		err := DecodeJSON(r, &req)
+		return convert(req), err
+	}
 }

@@ -8,11 +8,10 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/queue"
 )
@@ -51,10 +50,8 @@ func parseCreate(body []byte, v func(queue.InsertParams) error) (queue.InsertPar
 	if err := decodeBytes(body, &req); err != nil {
 		return queue.InsertParams{}, err
 	}
-	var fe []FieldError
-	bad := func(field, format string, args ...any) {
-		fe = append(fe, FieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var fe apperr.Fields
+	bad := fe.Add
 	ms := func(field string, p *int64, min int64) time.Duration {
 		if p == nil {
 			return 0
@@ -149,7 +146,7 @@ func parseCreate(body []byte, v func(queue.InsertParams) error) (queue.InsertPar
 	if err := v(p); err != nil {
 		switch {
 		case errors.Is(err, queue.ErrUnknownKind), errors.Is(err, queue.ErrKindUnavailable):
-			return p, &Error{Code: CodeValidation, Message: "the request has invalid fields", Fields: []FieldError{{"kind", err.Error()}}, Err: err}
+			return p, &Error{Code: CodeValidation, Message: "the request has invalid fields", Fields: []FieldError{{Field: "kind", Message: err.Error()}}, Err: err}
 		case errors.Is(err, queue.ErrInvalid):
 			return p, &Error{Code: CodeValidation, Message: err.Error(), Err: err}
 		}
@@ -242,7 +239,7 @@ func (a *API) createJob(w http.ResponseWriter, r *http.Request) {
 		WriteJSON(w, r, http.StatusOK, out)
 		return
 	}
-	w.Header().Set("Location", fmt.Sprintf("%s/jobs/%d", Prefix, out.ID))
+	w.Header().Set("Location", JobPath(out.ID))
 	WriteJSON(w, r, http.StatusCreated, out)
 }
 
@@ -348,82 +345,37 @@ const (
 	maxListLimit     = 1000
 )
 
-// parseList parses the query of GET /api/v1/jobs. Filters may repeat or
-// hold comma-separated values; unknown parameters are refused so that a
-// typo does not silently list everything.
-func parseList(q url.Values) (queue.ListParams, error) {
-	p := queue.ListParams{Limit: defaultListLimit, Desc: true}
-	for name, vals := range q {
-		var list []string
-		for _, v := range vals {
-			for part := range strings.SplitSeq(v, ",") {
-				if part = strings.TrimSpace(part); part != "" {
-					list = append(list, part)
-				}
+// parseList parses the query of GET /api/v1/jobs by the rules of
+// [ParseList]. The filters may repeat or hold comma-separated values.
+func parseList(rawQuery string) (queue.ListParams, error) {
+	p := queue.ListParams{Desc: true}
+	name := func(param string, max int, dst *[]string) Filter {
+		return Filter{Name: param, Multi: true, Parse: func(v string) error {
+			if !printable(v, max) {
+				return errors.New("must be printable ASCII without spaces")
 			}
-		}
-		switch name {
-		case "state":
-			for _, s := range list {
-				st, err := queue.ParseState(s)
-				if err != nil {
-					return p, ParamError("state", "%v", err)
-				}
-				p.States = append(p.States, st)
-			}
-		case "kind":
-			for _, s := range list {
-				if !printable(s, queue.MaxKindLength) {
-					return p, ParamError("kind", "must be printable ASCII without spaces")
-				}
-			}
-			p.Kinds = list
-		case "queue":
-			for _, s := range list {
-				if !printable(s, queue.MaxQueueLength) {
-					return p, ParamError("queue", "must be printable ASCII without spaces")
-				}
-			}
-			p.Queues = list
-		case "limit":
-			if len(vals) != 1 {
-				return p, ParamError("limit", "must be given once")
-			}
-			n, err := strconv.Atoi(vals[0])
-			if err != nil || n < 1 || n > maxListLimit {
-				return p, ParamError("limit", "must be an integer from 1 to %d", maxListLimit)
-			}
-			p.Limit = n
-		case "after":
-			if len(vals) != 1 {
-				return p, ParamError("after", "must be given once")
-			}
-			n, err := strconv.ParseInt(vals[0], 10, 64)
-			if err != nil || n < 1 {
-				return p, ParamError("after", "must be the next cursor of a previous page")
-			}
-			p.AfterID = n
-		default:
-			return p, ParamError(name, "unknown parameter (want state, kind, queue, limit or after)")
-		}
+			*dst = append(*dst, v)
+			return nil
+		}}
 	}
-	return p, nil
-}
-
-// listResponse is a page of jobs, newest first. Next is the cursor of
-// the following page (pass it as ?after=), or null on the last page.
-type listResponse struct {
-	Jobs []jobResponse `json:"jobs"`
-	Next *string       `json:"next"`
+	page, err := ParseList(rawQuery, ListSpec{DefaultLimit: defaultListLimit, MaxLimit: maxListLimit, Filters: []Filter{
+		{Name: "state", Multi: true, Parse: func(v string) error {
+			st, err := queue.ParseState(v)
+			if err != nil {
+				return err
+			}
+			p.States = append(p.States, st)
+			return nil
+		}},
+		name("kind", queue.MaxKindLength, &p.Kinds),
+		name("queue", queue.MaxQueueLength, &p.Queues),
+	}})
+	p.Limit, p.AfterID = page.Limit, page.After
+	return p, err
 }
 
 func (a *API) listJobs(w http.ResponseWriter, r *http.Request) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		WriteError(w, r, Errorf(CodeInvalid, "the query string is malformed"))
-		return
-	}
-	p, err := parseList(q)
+	p, err := parseList(r.URL.RawQuery)
 	if err != nil {
 		WriteError(w, r, err)
 		return
@@ -433,15 +385,7 @@ func (a *API) listJobs(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, r, err)
 		return
 	}
-	out := listResponse{Jobs: make([]jobResponse, 0, len(jobs))}
-	for _, j := range jobs {
-		out.Jobs = append(out.Jobs, toJob(j))
-	}
-	if len(jobs) == p.Limit && len(jobs) > 0 {
-		next := strconv.FormatInt(jobs[len(jobs)-1].ID, 10)
-		out.Next = &next
-	}
-	WriteJSON(w, r, http.StatusOK, out)
+	WriteJSON(w, r, http.StatusOK, NewList("jobs", jobs, p.Limit, toJob, func(j *queue.Job) int64 { return j.ID }))
 }
 
 // queueResponse describes one queue; counts hold every state.

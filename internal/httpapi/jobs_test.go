@@ -7,25 +7,26 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
 func TestCreateAndGetJob(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.do("POST", "/api/v1/jobs", `{"kind":"noop","args":{"n":1},"queue":"default","priority":5,"max_attempts":3,
+	r := e.Do("POST", "/api/v1/jobs", `{"kind":"noop","args":{"n":1},"queue":"default","priority":5,"max_attempts":3,
 		"backoff":{"type":"fixed","base_delay_ms":100,"max_delay_ms":1000,"jitter":0},"timeout_ms":5000}`)
-	if r.status != 201 {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	j := decodeJob(t, r)
-	if want := fmt.Sprintf("/api/v1/jobs/%d", j.ID); r.header.Get("Location") != want {
-		t.Errorf("Location %q, want %q", r.header.Get("Location"), want)
+	if want := fmt.Sprintf("/api/v1/jobs/%d", j.ID); r.Header.Get("Location") != want {
+		t.Errorf("Location %q, want %q", r.Header.Get("Location"), want)
 	}
 	if j.Kind != "noop" || j.Priority != 5 || j.MaxAttempts != 3 || j.TimeoutMS != 5000 || string(j.Args) != `{"n":1}` || j.Duplicate {
 		t.Errorf("created job: %+v", j)
 	}
-	if ct := r.header.Get("Content-Type"); ct != "application/json" {
+	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("Content-Type %q", ct)
 	}
 	done := e.waitState(strconv.FormatInt(j.ID, 10), queue.StateCompleted)
@@ -33,7 +34,7 @@ func TestCreateAndGetJob(t *testing.T) {
 		t.Errorf("completed job: %+v", done)
 	}
 	for _, key := range []string{"state", "attempt", "progress", "errors", "result"} {
-		if _, ok := e.do("GET", fmt.Sprintf("/api/v1/jobs/%d", j.ID), "").json(t)[key]; !ok {
+		if _, ok := e.Do("GET", fmt.Sprintf("/api/v1/jobs/%d", j.ID), "").JSON(t)[key]; !ok {
 			t.Errorf("GET job lacks %q", key)
 		}
 	}
@@ -42,25 +43,25 @@ func TestCreateAndGetJob(t *testing.T) {
 func TestCreateScheduledAndDuplicate(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.do("POST", "/api/v1/jobs", `{"kind":"noop","run_at":"2999-01-01T00:00:00Z","unique_key":"k1","unique_for_ms":60000}`)
-	if r.status != 201 {
-		t.Fatalf("create: %d %s", r.status, r.body)
+	r := e.Do("POST", "/api/v1/jobs", `{"kind":"noop","run_at":"2999-01-01T00:00:00Z","unique_key":"k1","unique_for_ms":60000}`)
+	if r.Status != 201 {
+		t.Fatalf("create: %d %s", r.Status, r.Body)
 	}
 	first := decodeJob(t, r)
 	if first.State != queue.StateScheduled {
 		t.Errorf("state %s, want scheduled", first.State)
 	}
-	r = e.do("POST", "/api/v1/jobs", `{"kind":"noop","run_at":"2999-01-01T00:00:00Z","unique_key":"k1","unique_for_ms":60000}`)
-	if r.status != 200 {
-		t.Fatalf("duplicate: %d %s", r.status, r.body)
+	r = e.Do("POST", "/api/v1/jobs", `{"kind":"noop","run_at":"2999-01-01T00:00:00Z","unique_key":"k1","unique_for_ms":60000}`)
+	if r.Status != 200 {
+		t.Fatalf("duplicate: %d %s", r.Status, r.Body)
 	}
 	dup := decodeJob(t, r)
-	if !dup.Duplicate || dup.ID != first.ID || r.header.Get("Location") != "" {
+	if !dup.Duplicate || dup.ID != first.ID || r.Header.Get("Location") != "" {
 		t.Errorf("duplicate: %+v", dup)
 	}
-	r = e.do("POST", "/api/v1/jobs", `{"kind":"noop","run_in_ms":3600000}`)
-	if j := decodeJob(t, r); r.status != 201 || j.State != queue.StateScheduled {
-		t.Errorf("run_in_ms: %d %s", r.status, r.body)
+	r = e.Do("POST", "/api/v1/jobs", `{"kind":"noop","run_in_ms":3600000}`)
+	if j := decodeJob(t, r); r.Status != 201 || j.State != queue.StateScheduled {
+		t.Errorf("run_in_ms: %d %s", r.Status, r.Body)
 	}
 }
 
@@ -89,8 +90,8 @@ func TestCreateRejects(t *testing.T) {
 		{"huge run_in", `{"kind":"noop","run_in_ms":9223372036854775807}`, 422, []string{"run_in_ms"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := problemOf(t, e.do("POST", "/api/v1/jobs", tc.body), tc.status)
-			got := fields(p)
+			p := testutil.ProblemOf(t, e.Do("POST", "/api/v1/jobs", tc.body), tc.status)
+			got := p.Fields()
 			for _, f := range tc.fields {
 				if !slices.Contains(got, f) {
 					t.Errorf("errors %v do not name %q (%s)", got, f, p.Detail)
@@ -102,16 +103,16 @@ func TestCreateRejects(t *testing.T) {
 		})
 	}
 	t.Run("content type", func(t *testing.T) {
-		problemOf(t, e.do("POST", "/api/v1/jobs", `{"kind":"noop"}`, "Content-Type", "text/plain"), 415)
-		problemOf(t, e.do("POST", "/api/v1/jobs", ""), 415)
-		r := e.do("POST", "/api/v1/jobs", `{"kind":"noop"}`, "Content-Type", "application/json; charset=utf-8")
-		if r.status != 201 {
-			t.Errorf("charset parameter refused: %d %s", r.status, r.body)
+		testutil.ProblemOf(t, e.Do("POST", "/api/v1/jobs", `{"kind":"noop"}`, "Content-Type", "text/plain"), 415)
+		testutil.ProblemOf(t, e.Do("POST", "/api/v1/jobs", ""), 415)
+		r := e.Do("POST", "/api/v1/jobs", `{"kind":"noop"}`, "Content-Type", "application/json; charset=utf-8")
+		if r.Status != 201 {
+			t.Errorf("charset parameter refused: %d %s", r.Status, r.Body)
 		}
 	})
 	t.Run("too large", func(t *testing.T) {
 		big := `{"kind":"noop","args":{"x":"` + strings.Repeat("a", 5000) + `"}}`
-		problemOf(t, e.do("POST", "/api/v1/jobs", big), 413)
+		testutil.ProblemOf(t, e.Do("POST", "/api/v1/jobs", big), 413)
 	})
 }
 
@@ -120,8 +121,8 @@ func TestBadJobIDs(t *testing.T) {
 	e := newEnv(t)
 	for _, id := range []string{"abc", "0", "-1", "+1", "1.5", "99999999999999999999999", "0x10"} {
 		for _, rt := range [][2]string{{"GET", ""}, {"DELETE", ""}, {"POST", "/retry"}, {"POST", "/cancel"}} {
-			p := problemOf(t, e.do(rt[0], "/api/v1/jobs/"+id+rt[1], ""), 400)
-			if f := fields(p); len(f) != 1 || f[0] != "id" {
+			p := testutil.ProblemOf(t, e.Do(rt[0], "/api/v1/jobs/"+id+rt[1], ""), 400)
+			if f := p.Fields(); len(f) != 1 || f[0] != "id" {
 				t.Errorf("%s %s: errors %v, want id", rt[0], id, f)
 			}
 		}
@@ -133,7 +134,7 @@ func TestBadJobIDs(t *testing.T) {
 		{"POST", "/retry", "retry job 424242: job not found"},
 		{"POST", "/cancel", "cancel job 424242: job not found"},
 	} {
-		if p := problemOf(t, e.do(tc.method, "/api/v1/jobs/424242"+tc.suffix, ""), 404); p.Detail != tc.detail {
+		if p := testutil.ProblemOf(t, e.Do(tc.method, "/api/v1/jobs/424242"+tc.suffix, ""), 404); p.Detail != tc.detail {
 			t.Errorf("%s %s: detail %q, want %q", tc.method, tc.suffix, p.Detail, tc.detail)
 		}
 	}
@@ -148,16 +149,16 @@ func TestListJobs(t *testing.T) {
 		if i%2 == 1 {
 			q = "beta"
 		}
-		r := e.do("POST", "/api/v1/jobs", `{"kind":"noop","queue":"`+q+`"}`)
+		r := e.Do("POST", "/api/v1/jobs", `{"kind":"noop","queue":"`+q+`"}`)
 		ids = append(ids, decodeJob(t, r).ID)
 	}
 	list := func(query string) ([]int64, any) {
 		t.Helper()
-		r := e.do("GET", "/api/v1/jobs"+query, "")
-		if r.status != 200 {
-			t.Fatalf("list %s: %d %s", query, r.status, r.body)
+		r := e.Do("GET", "/api/v1/jobs"+query, "")
+		if r.Status != 200 {
+			t.Fatalf("list %s: %d %s", query, r.Status, r.Body)
 		}
-		m := r.json(t)
+		m := r.JSON(t)
 		var got []int64
 		for _, j := range m["jobs"].([]any) {
 			got = append(got, int64(j.(map[string]any)["id"].(float64)))
@@ -199,69 +200,69 @@ func TestListJobs(t *testing.T) {
 		"?limit=1&limit=2": "limit", "?after=x": "after", "?after=-3": "after", "?colour=red": "colour",
 		"?kind=a%20b": "kind", "?queue=%00": "queue",
 	} {
-		p := problemOf(t, e.do("GET", "/api/v1/jobs"+query, ""), 400)
-		if f := fields(p); len(f) != 1 || f[0] != param {
+		p := testutil.ProblemOf(t, e.Do("GET", "/api/v1/jobs"+query, ""), 400)
+		if f := p.Fields(); len(f) != 1 || f[0] != param {
 			t.Errorf("%s: errors %v, want %s", query, f, param)
 		}
 	}
-	problemOf(t, e.do("GET", "/api/v1/jobs?state=%zz", ""), 400)
+	testutil.ProblemOf(t, e.Do("GET", "/api/v1/jobs?state=%zz", ""), 400)
 }
 
 func TestRetryCancelDelete(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	j := decodeJob(t, e.do("POST", "/api/v1/jobs", `{"kind":"block"}`))
+	j := decodeJob(t, e.Do("POST", "/api/v1/jobs", `{"kind":"block"}`))
 	id := strconv.FormatInt(j.ID, 10)
 	e.waitState(id, queue.StateRunning)
 
-	if p := problemOf(t, e.do("DELETE", "/api/v1/jobs/"+id, ""), 409); p.Detail != "delete job "+id+": job is in the wrong state for this operation: it is running; cancel it first" {
+	if p := testutil.ProblemOf(t, e.Do("DELETE", "/api/v1/jobs/"+id, ""), 409); p.Detail != "delete job "+id+": job is in the wrong state for this operation: it is running; cancel it first" {
 		t.Errorf("delete of a running job: detail %q", p.Detail)
 	}
-	if p := problemOf(t, e.do("POST", "/api/v1/jobs/"+id+"/retry", ""), 409); p.Detail != "retry job "+id+": job is in the wrong state for this operation: it is running" {
+	if p := testutil.ProblemOf(t, e.Do("POST", "/api/v1/jobs/"+id+"/retry", ""), 409); p.Detail != "retry job "+id+": job is in the wrong state for this operation: it is running" {
 		t.Errorf("retry of a running job: detail %q", p.Detail)
 	}
 
-	r := e.do("POST", "/api/v1/jobs/"+id+"/cancel", "")
-	if r.status != 200 {
-		t.Fatalf("cancel: %d %s", r.status, r.body)
+	r := e.Do("POST", "/api/v1/jobs/"+id+"/cancel", "")
+	if r.Status != 200 {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
 	}
 	// The running handler's context is cancelled, so the job ends.
 	e.waitState(id, queue.StateCancelled)
 	// Cancelling a finished job returns it unchanged.
-	if r := e.do("POST", "/api/v1/jobs/"+id+"/cancel", ""); r.status != 200 || decodeJob(t, r).State != queue.StateCancelled {
-		t.Errorf("cancel again: %d %s", r.status, r.body)
+	if r := e.Do("POST", "/api/v1/jobs/"+id+"/cancel", ""); r.Status != 200 || decodeJob(t, r).State != queue.StateCancelled {
+		t.Errorf("cancel again: %d %s", r.Status, r.Body)
 	}
 
-	r = e.do("POST", "/api/v1/jobs/"+id+"/retry", "")
-	if r.status != 200 {
-		t.Fatalf("retry: %d %s", r.status, r.body)
+	r = e.Do("POST", "/api/v1/jobs/"+id+"/retry", "")
+	if r.Status != 200 {
+		t.Fatalf("retry: %d %s", r.Status, r.Body)
 	}
 	e.waitState(id, queue.StateRunning)
 	e.releaseJobs()
 	e.waitState(id, queue.StateCompleted)
 
-	r = e.do("DELETE", "/api/v1/jobs/"+id, "")
-	if r.status != 200 || decodeJob(t, r).ID != j.ID {
-		t.Fatalf("delete: %d %s", r.status, r.body)
+	r = e.Do("DELETE", "/api/v1/jobs/"+id, "")
+	if r.Status != 200 || decodeJob(t, r).ID != j.ID {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
-	problemOf(t, e.do("GET", "/api/v1/jobs/"+id, ""), 404)
-	problemOf(t, e.do("DELETE", "/api/v1/jobs/"+id, ""), 404)
+	testutil.ProblemOf(t, e.Do("GET", "/api/v1/jobs/"+id, ""), 404)
+	testutil.ProblemOf(t, e.Do("DELETE", "/api/v1/jobs/"+id, ""), 404)
 }
 
 func TestQueuesAndKinds(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.do("POST", "/api/v1/queues/default/pause", "")
-	if r.status != 200 || r.json(t)["paused"] != true {
-		t.Fatalf("pause: %d %s", r.status, r.body)
+	r := e.Do("POST", "/api/v1/queues/default/pause", "")
+	if r.Status != 200 || r.JSON(t)["paused"] != true {
+		t.Fatalf("pause: %d %s", r.Status, r.Body)
 	}
-	j := decodeJob(t, e.do("POST", "/api/v1/jobs", `{"kind":"noop"}`))
+	j := decodeJob(t, e.Do("POST", "/api/v1/jobs", `{"kind":"noop"}`))
 
-	r = e.do("GET", "/api/v1/queues", "")
-	if r.status != 200 {
-		t.Fatalf("queues: %d %s", r.status, r.body)
+	r = e.Do("GET", "/api/v1/queues", "")
+	if r.Status != 200 {
+		t.Fatalf("queues: %d %s", r.Status, r.Body)
 	}
-	qs := r.json(t)["queues"].([]any)
+	qs := r.JSON(t)["queues"].([]any)
 	var def map[string]any
 	for _, q := range qs {
 		if q := q.(map[string]any); q["name"] == "default" {
@@ -276,21 +277,21 @@ func TestQueuesAndKinds(t *testing.T) {
 		t.Errorf("counts: %v", counts)
 	}
 
-	if r := e.do("POST", "/api/v1/queues/default/resume", ""); r.status != 200 || r.json(t)["paused"] != false {
-		t.Fatalf("resume: %d %s", r.status, r.body)
+	if r := e.Do("POST", "/api/v1/queues/default/resume", ""); r.Status != 200 || r.JSON(t)["paused"] != false {
+		t.Fatalf("resume: %d %s", r.Status, r.Body)
 	}
 	e.waitState(strconv.FormatInt(j.ID, 10), queue.StateCompleted)
-	p := problemOf(t, e.do("POST", "/api/v1/queues/a%20b/pause", ""), 400)
-	if f := fields(p); len(f) != 1 || f[0] != "name" {
+	p := testutil.ProblemOf(t, e.Do("POST", "/api/v1/queues/a%20b/pause", ""), 400)
+	if f := p.Fields(); len(f) != 1 || f[0] != "name" {
 		t.Errorf("bad queue name: errors %v", f)
 	}
 
-	r = e.do("GET", "/api/v1/kinds", "")
-	if r.status != 200 || string(r.body) != `{"kinds":["block","noop","video"],"unavailable":{"video":"ffmpeg not found on PATH"}}`+"\n" {
-		t.Errorf("kinds: %d %s", r.status, r.body)
+	r = e.Do("GET", "/api/v1/kinds", "")
+	if r.Status != 200 || string(r.Body) != `{"kinds":["block","noop","video"],"unavailable":{"video":"ffmpeg not found on PATH"}}`+"\n" {
+		t.Errorf("kinds: %d %s", r.Status, r.Body)
 	}
-	p = problemOf(t, e.do("POST", "/api/v1/jobs", `{"kind":"video"}`), 422)
-	if f := fields(p); len(f) != 1 || f[0] != "kind" || !strings.Contains(fmt.Sprint(p), "ffmpeg not found on PATH") {
+	p = testutil.ProblemOf(t, e.Do("POST", "/api/v1/jobs", `{"kind":"video"}`), 422)
+	if f := p.Fields(); len(f) != 1 || f[0] != "kind" || !strings.Contains(fmt.Sprint(p), "ffmpeg not found on PATH") {
 		t.Errorf("enqueueing an unavailable kind: %v", p)
 	}
 }

@@ -10,51 +10,23 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/auth"
 )
 
-// Scope is what an API token may do. Scopes are ordered: a token with a
-// scope may do everything a lower scope may.
-type Scope int
+// Scope is what an API token may do; see [auth.Scope].
+type Scope = auth.Scope
 
 // The scopes.
 const (
-	// ScopePublic routes need no token (health checks).
-	ScopePublic Scope = iota
-	// ScopeRead may read.
-	ScopeRead
-	// ScopeWrite may also create, update and act on jobs.
-	ScopeWrite
-	// ScopeAdmin may also delete and control queues.
-	ScopeAdmin
+	ScopePublic = auth.ScopePublic
+	ScopeRead   = auth.ScopeRead
+	ScopeWrite  = auth.ScopeWrite
+	ScopeAdmin  = auth.ScopeAdmin
 )
 
-// String returns the scope's name as tokens and the CLI spell it.
-func (s Scope) String() string {
-	switch s {
-	case ScopePublic:
-		return "public"
-	case ScopeRead:
-		return "read"
-	case ScopeWrite:
-		return "write"
-	case ScopeAdmin:
-		return "admin"
-	}
-	return fmt.Sprintf("Scope(%d)", int(s))
-}
-
 // ParseScope parses "read", "write" or "admin".
-func ParseScope(s string) (Scope, error) {
-	switch s {
-	case "read":
-		return ScopeRead, nil
-	case "write":
-		return ScopeWrite, nil
-	case "admin":
-		return ScopeAdmin, nil
-	}
-	return 0, fmt.Errorf("unknown scope %q (want read, write or admin)", s)
-}
+func ParseScope(s string) (Scope, error) { return auth.ParseScope(s) }
 
 // DefaultScope is the scope a route needs unless it says otherwise: read
 // for GET and HEAD, admin for DELETE, write for everything else.
@@ -93,19 +65,13 @@ type Module interface {
 	OpenAPI() []byte
 }
 
-// Principal is who a request's token belongs to.
-type Principal struct {
-	// TokenID identifies the token (never the secret).
-	TokenID string
-	// Name is the token's human label.
-	Name  string
-	Scope Scope
-}
+// Principal is who a request's token belongs to; see [auth.Principal].
+type Principal = auth.Principal
 
 // ErrUnauthenticated is returned (wrapped) by an [Authenticator] for a
 // token that is unknown, malformed, revoked or expired; the client gets a
 // 401. Any other error is a 500 or 503.
-var ErrUnauthenticated = errors.New("invalid API token")
+var ErrUnauthenticated = auth.ErrUnauthenticated
 
 // Authenticator checks a bearer token.
 type Authenticator interface {

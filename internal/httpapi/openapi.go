@@ -28,8 +28,8 @@ func (a *API) openAPI(w http.ResponseWriter, r *http.Request) {
 // lacks, a documented operation that is not a route, an operation without
 // responses, with an undeclared path parameter, or without a status the
 // middleware around its route may answer (authentication, body limit,
-// idempotency). Tests call it on the fully assembled API; it returns nil
-// when the two agree.
+// idempotency), and every $ref that names nothing in the document. Tests
+// call it on the fully assembled API; it returns nil when the two agree.
 func (a *API) DocMismatches() []string {
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
@@ -90,6 +90,54 @@ func (a *API) DocMismatches() []string {
 			out = append(out, "the OpenAPI document has "+p+", which is not a route")
 		}
 	}
+	var whole map[string]any
+	if err := json.Unmarshal(a.doc, &whole); err != nil {
+		return append(out, "decode document: "+err.Error())
+	}
+	for _, ref := range refs(whole) {
+		if !resolves(whole, ref) {
+			out = append(out, "$ref "+ref+" names nothing in the document")
+		}
+	}
 	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// refs returns every $ref in v, a decoded JSON value.
+func refs(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for k, x := range v {
+			if s, ok := x.(string); ok && k == "$ref" {
+				out = append(out, s)
+			}
+			out = append(out, refs(x)...)
+		}
+	case []any:
+		for _, x := range v {
+			out = append(out, refs(x)...)
+		}
+	}
 	return out
+}
+
+// resolves reports whether ref, a local $ref ("#/components/..."), names
+// something in doc.
+func resolves(doc map[string]any, ref string) bool {
+	path, ok := strings.CutPrefix(ref, "#/")
+	if !ok {
+		return false
+	}
+	var cur any = doc
+	for part := range strings.SplitSeq(path, "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+	}
+	return true
 }

@@ -3,7 +3,8 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
-	"time"
+
+	"github.com/kilnhq/kiln/internal/jsontime"
 )
 
 // PathID parses the path parameter name as a positive decimal int64 (no
@@ -22,17 +23,5 @@ func PathID(r *http.Request, name string) (int64, error) {
 	return id, nil
 }
 
-// Timestamp marshals as RFC 3339 in UTC with microseconds, always six
-// digits, so that every time the API returns has one shape and the value
-// returned on create equals the one a later read returns.
-type Timestamp time.Time
-
-// MarshalJSON implements json.Marshaler.
-func (t Timestamp) MarshalJSON() ([]byte, error) {
-	// AppendFormat writes nine fractional digits before it cuts them to
-	// six: leave room for them.
-	b := make([]byte, 0, len(`"2006-01-02T15:04:05.000000000Z"`))
-	b = append(b, '"')
-	b = time.Time(t).UTC().AppendFormat(b, "2006-01-02T15:04:05.000000Z")
-	return append(b, '"'), nil
-}
+// Timestamp is a time as the API shows it; see [jsontime.Time].
+type Timestamp = jsontime.Time

@@ -15,14 +15,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 func TestUnknownRouteAndWrongMethod(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	for _, path := range []string{"/", "/api/v1/nope", "/api/v2/jobs", "/api/v1/jobs/1/explode"} {
-		p := problemOf(t, e.do("GET", path, ""), 404)
-		if p.Code != CodeNotFound {
+		p := testutil.ProblemOf(t, e.Do("GET", path, ""), 404)
+		if p.Code != string(CodeNotFound) {
 			t.Errorf("%s: code %s", path, p.Code)
 		}
 	}
@@ -32,12 +34,12 @@ func TestUnknownRouteAndWrongMethod(t *testing.T) {
 		{"GET", "/api/v1/jobs/1/retry", "POST"},
 		{"DELETE", "/api/v1/queues", "GET, HEAD"},
 	} {
-		r := e.do(tc.method, tc.path, "")
-		p := problemOf(t, r, 405)
-		if got := r.header.Get("Allow"); got != tc.allow {
+		r := e.Do(tc.method, tc.path, "")
+		p := testutil.ProblemOf(t, r, 405)
+		if got := r.Header.Get("Allow"); got != tc.allow {
 			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
 		}
-		if p.Code != CodeMethodNotAllowed || !strings.Contains(p.Detail, tc.method) {
+		if p.Code != string(CodeMethodNotAllowed) || !strings.Contains(p.Detail, tc.method) {
 			t.Errorf("%s %s: %+v", tc.method, tc.path, p)
 		}
 	}
@@ -46,26 +48,26 @@ func TestUnknownRouteAndWrongMethod(t *testing.T) {
 func TestRequestID(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.do("GET", "/api/v1/kinds", "", RequestIDHeader, "abc-123")
-	if got := r.header.Get(RequestIDHeader); got != "abc-123" {
+	r := e.Do("GET", "/api/v1/kinds", "", RequestIDHeader, "abc-123")
+	if got := r.Header.Get(RequestIDHeader); got != "abc-123" {
 		t.Errorf("incoming id not echoed: %q", got)
 	}
-	gen := e.do("GET", "/api/v1/kinds", "").header.Get(RequestIDHeader)
+	gen := e.Do("GET", "/api/v1/kinds", "").Header.Get(RequestIDHeader)
 	if len(gen) != 24 {
 		t.Errorf("generated id %q", gen)
 	}
 	for _, bad := range []string{strings.Repeat("x", 129), "has space", "tab\there", "ünïcode"} {
-		got := e.do("GET", "/api/v1/kinds", "", RequestIDHeader, bad).header.Get(RequestIDHeader)
+		got := e.Do("GET", "/api/v1/kinds", "", RequestIDHeader, bad).Header.Get(RequestIDHeader)
 		if got == bad || len(got) != 24 {
 			t.Errorf("bad incoming id %q kept or not replaced: %q", bad, got)
 		}
 	}
-	if got := e.do("GET", "/api/v1/kinds", "", RequestIDHeader, strings.Repeat("y", 128)).header.Get(RequestIDHeader); got != strings.Repeat("y", 128) {
+	if got := e.Do("GET", "/api/v1/kinds", "", RequestIDHeader, strings.Repeat("y", 128)).Header.Get(RequestIDHeader); got != strings.Repeat("y", 128) {
 		t.Errorf("128-character id replaced: %q", got)
 	}
 	// The access log names the route pattern, never the raw path, and
 	// carries the request id.
-	e.do("GET", "/api/v1/jobs/77", "", RequestIDHeader, "trace-me")
+	e.Do("GET", "/api/v1/jobs/77", "", RequestIDHeader, "trace-me")
 	var found bool
 	for line := range strings.SplitSeq(e.logs.String(), "\n") {
 		if !strings.Contains(line, `"request_id":"trace-me"`) {
@@ -98,12 +100,12 @@ func TestPanicIsAProblem(t *testing.T) {
 			panic("secret database password is hunter2")
 		}))
 	})
-	r := e.do("GET", "/boom", "", RequestIDHeader, "panic-1")
-	p := problemOf(t, r, 500)
-	if strings.Contains(string(r.body), "hunter2") || strings.Contains(string(r.body), "goroutine") {
-		t.Errorf("500 leaks internals: %s", r.body)
+	r := e.Do("GET", "/boom", "", RequestIDHeader, "panic-1")
+	p := testutil.ProblemOf(t, r, 500)
+	if strings.Contains(string(r.Body), "hunter2") || strings.Contains(string(r.Body), "goroutine") {
+		t.Errorf("500 leaks internals: %s", r.Body)
 	}
-	if p.Code != CodeInternal || p.RequestID != "panic-1" {
+	if p.Code != string(CodeInternal) || p.RequestID != "panic-1" {
 		t.Errorf("problem: %+v", p)
 	}
 	logs := e.logs.String()
@@ -111,8 +113,8 @@ func TestPanicIsAProblem(t *testing.T) {
 		t.Errorf("panic not logged with its stack and request id:\n%s", logs)
 	}
 	// The server survives.
-	if r := e.do("GET", "/api/v1/kinds", ""); r.status != 200 {
-		t.Errorf("after panic: %d", r.status)
+	if r := e.Do("GET", "/api/v1/kinds", ""); r.Status != 200 {
+		t.Errorf("after panic: %d", r.Status)
 	}
 }
 
@@ -273,9 +275,9 @@ func TestServerTimeoutsAndGracefulShutdown(t *testing.T) {
 func TestOpenAPIMatchesRoutes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	r := e.do("GET", "/api/v1/openapi.json", "")
-	if r.status != 200 || r.header.Get("Content-Type") != "application/json" {
-		t.Fatalf("openapi: %d %s", r.status, r.header.Get("Content-Type"))
+	r := e.Do("GET", "/api/v1/openapi.json", "")
+	if r.Status != 200 || r.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("openapi: %d %s", r.Status, r.Header.Get("Content-Type"))
 	}
 	var doc struct {
 		OpenAPI    string                                `json:"openapi"`
@@ -284,7 +286,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			Schemas map[string]json.RawMessage `json:"schemas"`
 		} `json:"components"`
 	}
-	if err := json.Unmarshal(r.body, &doc); err != nil {
+	if err := json.Unmarshal(r.Body, &doc); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(doc.OpenAPI, "3.1.") {

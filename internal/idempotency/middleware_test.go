@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,29 +16,15 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/pgdriver"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
-// clock is a settable clock for expiry tests.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns a settable clock for expiry tests.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // probe is a module of POST routes that count their calls.
@@ -141,7 +126,7 @@ type instance struct {
 	jobs  *queue.Client
 	store *Store
 	probe *probe
-	srv   *httptest.Server
+	srv   *testutil.Server
 }
 
 type setup struct {
@@ -156,15 +141,10 @@ func newInstance(t *testing.T, e *dbtest.Env, s setup) *instance {
 	w.HandleFunc("noop", func(context.Context, *queue.Job) error { return nil })
 	in := &instance{t: t, env: e, jobs: e.Client(t, queue.Config{Workers: w}, false), store: NewStore(e.DB, s.opts), probe: newProbe()}
 	in.probe.db = e.DB
-	api, err := httpapi.New(httpapi.Config{
+	in.srv = testutil.Serve(t, testutil.Must(httpapi.New(httpapi.Config{
 		Jobs: in.jobs, DB: e.DB, Auth: s.auth, BodyLimit: s.bodyLimit,
 		Idempotency: in.store, Modules: []httpapi.Module{in.probe},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.srv = httptest.NewServer(api)
-	t.Cleanup(in.srv.Close)
+	}))(t))
 	return in
 }
 
@@ -189,20 +169,17 @@ func reopen(t *testing.T, e *dbtest.Env) *dbtest.Env {
 	return &dbtest.Env{DB: database.New(d.DB(), d.DB(), database.Postgres), Driver: d, URL: e.URL}
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
+// response is an answer, with what these tests read of it.
+type response struct{ testutil.Response }
 
-func (r response) replayed() bool { return r.header.Get(ReplayedHeader) == "true" }
+func (r response) replayed() bool { return r.Header.Get(ReplayedHeader) == "true" }
 
 // call returns the "call" number of a probe response.
 func (r response) call(t *testing.T) int64 {
 	t.Helper()
 	var v struct{ Call int64 }
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("status %d, body %q: %v", r.status, r.body, err)
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		t.Fatalf("status %d, body %q: %v", r.Status, r.Body, err)
 	}
 	return v.Call
 }
@@ -211,25 +188,11 @@ func (r response) call(t *testing.T) int64 {
 // fields it names.
 func (r response) problem(t *testing.T, status int, code httpapi.Code) []string {
 	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("status %d (%s), want a %d problem: %s", r.status, r.header.Get("Content-Type"), status, r.body)
+	p := testutil.ProblemOf(t, r.Response, status)
+	if p.Code != string(code) {
+		t.Fatalf("problem code %q, want %q: %s", p.Code, code, r.Body)
 	}
-	var p struct {
-		Code   httpapi.Code
-		Detail string
-		Errors []httpapi.FieldError
-	}
-	if err := json.Unmarshal(r.body, &p); err != nil {
-		t.Fatalf("problem %q: %v", r.body, err)
-	}
-	if p.Code != code || p.Detail == "" {
-		t.Fatalf("problem code %q, want %q: %s", p.Code, code, r.body)
-	}
-	var fields []string
-	for _, f := range p.Errors {
-		fields = append(fields, f.Field)
-	}
-	return fields
+	return p.Fields()
 }
 
 // post sends a POST; header is name, value pairs (a name given twice is
@@ -241,26 +204,13 @@ func (in *instance) post(path, body string, header ...string) response {
 
 func (in *instance) send(path string, body io.Reader, header ...string) response {
 	in.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, in.srv.URL+path, body)
-	if err != nil {
-		in.t.Fatal(err)
-	}
+	req := httptest.NewRequest(http.MethodPost, path, body)
+	req.RequestURI = ""
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Add(header[i], header[i+1])
 	}
-	client := *in.srv.Client()
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	resp, err := client.Do(req)
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		in.t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
+	return response{in.srv.Send(req)}
 }
 
 func (in *instance) countJobs() int {
@@ -288,26 +238,26 @@ func TestJobsReplay(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, e *dbtest.Env) {
 		in := newInstance(t, e, setup{})
 		first := in.post("/api/v1/jobs", `{"kind":"noop"}`, key(`"job-1"`)...)
-		if first.status != http.StatusCreated || first.replayed() {
-			t.Fatalf("first: status %d, replayed %v: %s", first.status, first.replayed(), first.body)
+		if first.Status != http.StatusCreated || first.replayed() {
+			t.Fatalf("first: status %d, replayed %v: %s", first.Status, first.replayed(), first.Body)
 		}
-		loc := first.header.Get("Location")
+		loc := first.Header.Get("Location")
 		if loc == "" {
 			t.Fatal("first: no Location")
 		}
 		again := in.post("/api/v1/jobs", `{"kind":"noop"}`, key(`"job-1"`)...)
-		if again.status != http.StatusCreated || !again.replayed() || string(again.body) != string(first.body) {
-			t.Fatalf("repeat: status %d, replayed %v, body %s; want the first %s", again.status, again.replayed(), again.body, first.body)
+		if again.Status != http.StatusCreated || !again.replayed() || string(again.Body) != string(first.Body) {
+			t.Fatalf("repeat: status %d, replayed %v, body %s; want the first %s", again.Status, again.replayed(), again.Body, first.Body)
 		}
-		if again.header.Get("Location") != loc || again.header.Get("Content-Type") != "application/json" {
-			t.Fatalf("repeat headers %v; want Location %s and JSON", again.header, loc)
+		if again.Header.Get("Location") != loc || again.Header.Get("Content-Type") != "application/json" {
+			t.Fatalf("repeat headers %v; want Location %s and JSON", again.Header, loc)
 		}
-		if id := again.header.Get(httpapi.RequestIDHeader); id == "" || id == first.header.Get(httpapi.RequestIDHeader) {
+		if id := again.Header.Get(httpapi.RequestIDHeader); id == "" || id == first.Header.Get(httpapi.RequestIDHeader) {
 			t.Fatalf("repeat request id %q: want a new one", id)
 		}
 		// The bare form of the same key is the same key.
 		if bare := in.post("/api/v1/jobs", `{"kind":"noop"}`, key(`job-1`)...); !bare.replayed() {
-			t.Fatalf("bare key: status %d, not replayed", bare.status)
+			t.Fatalf("bare key: status %d, not replayed", bare.Status)
 		}
 		if n := in.countJobs(); n != 1 {
 			t.Fatalf("%d jobs after a replay, want 1", n)
@@ -328,8 +278,8 @@ func TestJobsReplay(t *testing.T) {
 		bad := in.post("/api/v1/jobs", `{"kind":`, key(`"job-2"`)...)
 		bad.problem(t, http.StatusBadRequest, httpapi.CodeInvalid)
 		badAgain := in.post("/api/v1/jobs", `{"kind":`, key(`"job-2"`)...)
-		if badAgain.status != http.StatusBadRequest || !badAgain.replayed() || string(badAgain.body) != string(bad.body) {
-			t.Fatalf("repeat of a 400: status %d, replayed %v, body %s", badAgain.status, badAgain.replayed(), badAgain.body)
+		if badAgain.Status != http.StatusBadRequest || !badAgain.replayed() || string(badAgain.Body) != string(bad.Body) {
+			t.Fatalf("repeat of a 400: status %d, replayed %v, body %s", badAgain.Status, badAgain.replayed(), badAgain.Body)
 		}
 
 		// Without a key nothing is deduplicated.
@@ -350,12 +300,12 @@ func TestReplayAcrossInstances(t *testing.T) {
 		a := newInstance(t, e, setup{})
 		b := newInstance(t, reopen(t, e), setup{})
 		first := a.post("/api/v1/jobs", `{"kind":"noop","args":{"n":1}}`, key(`"shared"`)...)
-		if first.status != http.StatusCreated {
-			t.Fatalf("A: status %d: %s", first.status, first.body)
+		if first.Status != http.StatusCreated {
+			t.Fatalf("A: status %d: %s", first.Status, first.Body)
 		}
 		again := b.post("/api/v1/jobs", `{"kind":"noop","args":{"n":1}}`, key(`"shared"`)...)
-		if again.status != http.StatusCreated || !again.replayed() || string(again.body) != string(first.body) {
-			t.Fatalf("B: status %d, replayed %v, body %s", again.status, again.replayed(), again.body)
+		if again.Status != http.StatusCreated || !again.replayed() || string(again.Body) != string(first.Body) {
+			t.Fatalf("B: status %d, replayed %v, body %s", again.Status, again.replayed(), again.Body)
 		}
 		if n := b.countJobs(); n != 1 {
 			t.Fatalf("%d jobs, want 1", n)
@@ -363,8 +313,8 @@ func TestReplayAcrossInstances(t *testing.T) {
 
 		p := a.post("/api/v1/probe/status/201", `{}`, key(`"probe"`)...)
 		q := b.post("/api/v1/probe/status/201", `{}`, key(`"probe"`)...)
-		if p.call(t) != 1 || !q.replayed() || q.call(t) != 1 || q.header.Get("X-Probe") != "call 1" {
-			t.Fatalf("B answered %d %s (%v), want A's replay", q.status, q.body, q.header)
+		if p.call(t) != 1 || !q.replayed() || q.call(t) != 1 || q.Header.Get("X-Probe") != "call 1" {
+			t.Fatalf("B answered %d %s (%v), want A's replay", q.Status, q.Body, q.Header)
 		}
 		if a.probe.calls.Load() != 1 || b.probe.calls.Load() != 0 {
 			t.Fatalf("handler calls A %d, B %d; want 1, 0", a.probe.calls.Load(), b.probe.calls.Load())
@@ -398,7 +348,7 @@ func TestConcurrentRequestsWithOneKey(t *testing.T) {
 			select {
 			case r := <-responses:
 				r.problem(t, http.StatusConflict, httpapi.CodeConflict)
-				if ra := r.header.Get("Retry-After"); ra != "1" {
+				if ra := r.Header.Get("Retry-After"); ra != "1" {
 					t.Fatalf("Retry-After %q, want 1", ra)
 				}
 			case <-deadline:
@@ -419,12 +369,12 @@ func TestConcurrentRequestsWithOneKey(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the running request did not finish")
 		}
-		if first.status != http.StatusCreated || first.call(t) != 1 {
-			t.Fatalf("running request: %d %s", first.status, first.body)
+		if first.Status != http.StatusCreated || first.call(t) != 1 {
+			t.Fatalf("running request: %d %s", first.Status, first.Body)
 		}
 		again := in.post("/api/v1/probe/block", `{"same":true}`, key(`"together"`)...)
 		if !again.replayed() || again.call(t) != 1 {
-			t.Fatalf("repeat: %d %s, replayed %v", again.status, again.body, again.replayed())
+			t.Fatalf("repeat: %d %s, replayed %v", again.Status, again.Body, again.replayed())
 		}
 		if c := in.probe.calls.Load(); c != 1 {
 			t.Fatalf("handler ran %d times, want 1", c)
@@ -444,11 +394,11 @@ func TestStoredAndReleasedResponses(t *testing.T) {
 			r1 := in.post(fmt.Sprintf("/api/v1/probe/status/%d", code), "x", k...)
 			before := calls()
 			r2 := in.post(fmt.Sprintf("/api/v1/probe/status/%d", code), "x", k...)
-			if r1.status != code || r2.status != code || !r2.replayed() || string(r2.body) != string(r1.body) || calls() != before {
-				t.Fatalf("%d: first %d %q, repeat %d %q replayed %v; handler calls %d → %d", code, r1.status, r1.body, r2.status, r2.body, r2.replayed(), before, calls())
+			if r1.Status != code || r2.Status != code || !r2.replayed() || string(r2.Body) != string(r1.Body) || calls() != before {
+				t.Fatalf("%d: first %d %q, repeat %d %q replayed %v; handler calls %d → %d", code, r1.Status, r1.Body, r2.Status, r2.Body, r2.replayed(), before, calls())
 			}
-			if r2.header.Get("X-Probe") != r1.header.Get("X-Probe") || r2.header.Get("Location") != r1.header.Get("Location") {
-				t.Fatalf("%d: headers %v, want those of %v", code, r2.header, r1.header)
+			if r2.Header.Get("X-Probe") != r1.Header.Get("X-Probe") || r2.Header.Get("Location") != r1.Header.Get("Location") {
+				t.Fatalf("%d: headers %v, want those of %v", code, r2.Header, r1.Header)
 			}
 		}
 
@@ -457,8 +407,8 @@ func TestStoredAndReleasedResponses(t *testing.T) {
 			k := key(fmt.Sprintf("failed-%d", code))
 			r1 := in.post(fmt.Sprintf("/api/v1/probe/status/%d", code), "x", k...)
 			r2 := in.post(fmt.Sprintf("/api/v1/probe/status/%d", code), "x", k...)
-			if r1.status != code || r2.status != code || r2.replayed() || r2.call(t) != r1.call(t)+1 {
-				t.Fatalf("%d: first %d %s, retry %d %s replayed %v", code, r1.status, r1.body, r2.status, r2.body, r2.replayed())
+			if r1.Status != code || r2.Status != code || r2.replayed() || r2.call(t) != r1.call(t)+1 {
+				t.Fatalf("%d: first %d %s, retry %d %s replayed %v", code, r1.Status, r1.Body, r2.Status, r2.Body, r2.replayed())
 			}
 		}
 
@@ -477,14 +427,14 @@ func TestStoredAndReleasedResponses(t *testing.T) {
 			before := calls()
 			r1 := in.post("/api/v1/probe/"+route, "", key(route)...)
 			r2 := in.post("/api/v1/probe/"+route, "", key(route)...)
-			if r1.status != 200 || r2.status != 200 || r2.replayed() || calls() != before+2 {
-				t.Fatalf("%s: statuses %d, %d, replayed %v, calls %d → %d", route, r1.status, r2.status, r2.replayed(), before, calls())
+			if r1.Status != 200 || r2.Status != 200 || r2.replayed() || calls() != before+2 {
+				t.Fatalf("%s: statuses %d, %d, replayed %v, calls %d → %d", route, r1.Status, r2.Status, r2.replayed(), before, calls())
 			}
-			if route == "big" && len(r1.body) != 100*1024 {
-				t.Fatalf("big: got %d bytes", len(r1.body))
+			if route == "big" && len(r1.Body) != 100*1024 {
+				t.Fatalf("big: got %d bytes", len(r1.Body))
 			}
-			if route == "flush" && string(r1.body) != "partial rest" {
-				t.Fatalf("flush: got %q", r1.body)
+			if route == "flush" && string(r1.Body) != "partial rest" {
+				t.Fatalf("flush: got %q", r1.Body)
 			}
 		}
 		if n := in.countKeys(); n != 4 {
@@ -501,7 +451,7 @@ func TestKeysArePerCaller(t *testing.T) {
 		b := in.post("/api/v1/probe/status/201", "{}", "Authorization", "Bearer b", Header, "k")
 		a2 := in.post("/api/v1/probe/status/201", "{}", "Authorization", "Bearer a", Header, "k")
 		if a.call(t) != 1 || b.call(t) != 2 || b.replayed() || !a2.replayed() || a2.call(t) != 1 {
-			t.Fatalf("a %s, b %s (replayed %v), a again %s (replayed %v)", a.body, b.body, b.replayed(), a2.body, a2.replayed())
+			t.Fatalf("a %s, b %s (replayed %v), a again %s (replayed %v)", a.Body, b.Body, b.replayed(), a2.Body, a2.replayed())
 		}
 		// Authentication runs first: no token, no key lookup.
 		in.post("/api/v1/probe/status/201", "{}", Header, "k").problem(t, http.StatusUnauthorized, httpapi.CodeUnauthorized)
@@ -516,15 +466,15 @@ func TestExpiryAndPrune(t *testing.T) {
 		in.post("/api/v1/probe/status/201", "a", key("x")...)
 		clk.Advance(time.Hour - time.Second)
 		if r := in.post("/api/v1/probe/status/201", "a", key("x")...); !r.replayed() || r.call(t) != 1 {
-			t.Fatalf("before expiry: %s, replayed %v", r.body, r.replayed())
+			t.Fatalf("before expiry: %s, replayed %v", r.Body, r.replayed())
 		}
 		clk.Advance(time.Second)
 		// Expired: the key is free again, even for another request.
 		if r := in.post("/api/v1/probe/status/201", "b", key("x")...); r.replayed() || r.call(t) != 2 {
-			t.Fatalf("after expiry: %d %s, replayed %v", r.status, r.body, r.replayed())
+			t.Fatalf("after expiry: %d %s, replayed %v", r.Status, r.Body, r.replayed())
 		}
 		if r := in.post("/api/v1/probe/status/201", "b", key("x")...); !r.replayed() || r.call(t) != 2 {
-			t.Fatalf("the new response is not replayed: %s", r.body)
+			t.Fatalf("the new response is not replayed: %s", r.Body)
 		}
 
 		for i := range 5 {
@@ -596,17 +546,17 @@ func TestExpiredLockIsTakenOver(t *testing.T) {
 		in.post("/api/v1/probe/block", `{"other":1}`, key("slow")...).problem(t, http.StatusUnprocessableEntity, httpapi.CodeUnprocessable)
 		// The lock ran out, as if the first process died: the repeat runs.
 		second := in.post("/api/v1/probe/block", "{}", key("slow")...)
-		if second.status != http.StatusCreated || second.replayed() || second.call(t) != 2 {
-			t.Fatalf("takeover: %d %s, replayed %v", second.status, second.body, second.replayed())
+		if second.Status != http.StatusCreated || second.replayed() || second.call(t) != 2 {
+			t.Fatalf("takeover: %d %s, replayed %v", second.Status, second.Body, second.replayed())
 		}
 		// The first request finishes late: it is answered, but cannot
 		// overwrite its successor's record.
 		close(in.probe.release)
-		if r := <-first; r.status != http.StatusCreated || r.call(t) != 1 {
-			t.Fatalf("first: %d %s", r.status, r.body)
+		if r := <-first; r.Status != http.StatusCreated || r.call(t) != 1 {
+			t.Fatalf("first: %d %s", r.Status, r.Body)
 		}
 		if r := in.post("/api/v1/probe/block", "{}", key("slow")...); !r.replayed() || r.call(t) != 2 {
-			t.Fatalf("replay after takeover: %s, replayed %v", r.body, r.replayed())
+			t.Fatalf("replay after takeover: %s, replayed %v", r.Body, r.replayed())
 		}
 	})
 }
@@ -654,10 +604,7 @@ func FuzzMiddleware(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Idempotency: store, Modules: []httpapi.Module{p}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Idempotency: store, Modules: []httpapi.Module{p}}))(f)
 	f.Fuzz(func(t *testing.T, v string) {
 		req := httptest.NewRequest(http.MethodPost, "/api/v1/probe/status/201", strings.NewReader("{}"))
 		req.Header[Header] = []string{v}

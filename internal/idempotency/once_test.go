@@ -78,8 +78,8 @@ func (r response) answeredBy(t *testing.T) int64 {
 	var v struct {
 		AnsweredBy int64 `json:"answered_by"`
 	}
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("status %d, body %q: %v", r.status, r.body, err)
+	if err := json.Unmarshal(r.Body, &v); err != nil {
+		t.Fatalf("status %d, body %q: %v", r.Status, r.Body, err)
 	}
 	return v.AnsweredBy
 }
@@ -96,8 +96,8 @@ func TestCommittedWorkIsReturnedNotRedone(t *testing.T) {
 		const path = "/api/v1/probe/work"
 
 		crashed := in.post(path, `{"n":1}`, append(key(`"w"`), "X-Probe-Crash", "1")...)
-		if crashed.status != http.StatusInternalServerError {
-			t.Fatalf("crashing call: status %d: %s", crashed.status, crashed.body)
+		if crashed.Status != http.StatusInternalServerError {
+			t.Fatalf("crashing call: status %d: %s", crashed.Status, crashed.Body)
 		}
 		if n := in.countWork(); n != 1 {
 			t.Fatalf("%d rows of work after the crashing call, want 1", n)
@@ -108,15 +108,15 @@ func TestCommittedWorkIsReturnedNotRedone(t *testing.T) {
 
 		c.Advance(committedLock + time.Second)
 		recovered := in.post(path, `{"n":1}`, key(`"w"`)...)
-		if recovered.status != http.StatusCreated || recovered.call(t) != 1 || !recovered.replayed() {
-			t.Fatalf("repeat after the crash: status %d, replayed %v: %s; want the work of call 1, replayed", recovered.status, recovered.replayed(), recovered.body)
+		if recovered.Status != http.StatusCreated || recovered.call(t) != 1 || !recovered.replayed() {
+			t.Fatalf("repeat after the crash: status %d, replayed %v: %s; want the work of call 1, replayed", recovered.Status, recovered.replayed(), recovered.Body)
 		}
 		if by := recovered.answeredBy(t); by != 2 {
 			t.Fatalf("answered by call %d, want 2 (the busy repeat ran no handler)", by)
 		}
 		again := in.post(path, `{"n":1}`, key(`"w"`)...)
-		if again.status != http.StatusCreated || !again.replayed() || string(again.body) != string(recovered.body) {
-			t.Fatalf("next repeat: status %d, replayed %v: %s; want the stored %s", again.status, again.replayed(), again.body, recovered.body)
+		if again.Status != http.StatusCreated || !again.replayed() || string(again.Body) != string(recovered.Body) {
+			t.Fatalf("next repeat: status %d, replayed %v: %s; want the stored %s", again.Status, again.replayed(), again.Body, recovered.Body)
 		}
 		if n := in.countWork(); n != 1 {
 			t.Fatalf("%d rows of work after the repeats, want 1", n)
@@ -126,8 +126,8 @@ func TestCommittedWorkIsReturnedNotRedone(t *testing.T) {
 		// Once the record expires, the key is new again: new work.
 		c.Advance(DefaultTTL)
 		fresh := in.post(path, `{"n":1}`, key(`"w"`)...)
-		if fresh.status != http.StatusCreated || fresh.replayed() || fresh.call(t) != 3 {
-			t.Fatalf("after expiry: status %d, replayed %v: %s; want new work by call 3", fresh.status, fresh.replayed(), fresh.body)
+		if fresh.Status != http.StatusCreated || fresh.replayed() || fresh.call(t) != 3 {
+			t.Fatalf("after expiry: status %d, replayed %v: %s; want new work by call 3", fresh.Status, fresh.replayed(), fresh.Body)
 		}
 		if n := in.countWork(); n != 2 {
 			t.Fatalf("%d rows of work after expiry, want 2", n)
@@ -151,8 +151,8 @@ func TestTakenOverRequestDoesNoWork(t *testing.T) {
 
 		c.Advance(DefaultLockTimeout + time.Second)
 		repeat := in.post(path, `{}`, key(`"t"`)...)
-		if repeat.status != http.StatusCreated || repeat.call(t) != 2 {
-			t.Fatalf("repeat that takes the key over: status %d: %s", repeat.status, repeat.body)
+		if repeat.Status != http.StatusCreated || repeat.call(t) != 2 {
+			t.Fatalf("repeat that takes the key over: status %d: %s", repeat.Status, repeat.Body)
 		}
 		close(in.probe.release)
 		fields := (<-slow).problem(t, http.StatusConflict, httpapi.CodeConflict)
@@ -163,8 +163,8 @@ func TestTakenOverRequestDoesNoWork(t *testing.T) {
 			t.Fatalf("%d rows of work, want 1 (the repeat's)", n)
 		}
 		again := in.post(path, `{}`, key(`"t"`)...)
-		if !again.replayed() || string(again.body) != string(repeat.body) {
-			t.Fatalf("third request: replayed %v, %s; want the repeat's %s", again.replayed(), again.body, repeat.body)
+		if !again.replayed() || string(again.Body) != string(repeat.Body) {
+			t.Fatalf("third request: replayed %v, %s; want the repeat's %s", again.replayed(), again.Body, repeat.Body)
 		}
 	})
 }
@@ -198,8 +198,8 @@ func TestKeyedUploadIsNotHeldInMemory(t *testing.T) {
 	plain, plainAlloc := send('a')
 	keyed, keyedAlloc := send('a', key(`"upload"`)...)
 	t.Logf("a %d MiB upload allocated %.1f MiB without a key, %.1f MiB with one", size>>20, float64(plainAlloc)/(1<<20), float64(keyedAlloc)/(1<<20))
-	if plain.status != http.StatusOK || keyed.status != http.StatusOK || string(plain.body) != string(keyed.body) {
-		t.Fatalf("the handler read different bodies: %d %s, keyed %d %s", plain.status, plain.body, keyed.status, keyed.body)
+	if plain.Status != http.StatusOK || keyed.Status != http.StatusOK || string(plain.Body) != string(keyed.Body) {
+		t.Fatalf("the handler read different bodies: %d %s, keyed %d %s", plain.Status, plain.Body, keyed.Status, keyed.Body)
 	}
 	if keyedAlloc > plainAlloc+8<<20 {
 		t.Fatalf("the keyed upload allocated %d bytes, %d more than without a key", keyedAlloc, keyedAlloc-plainAlloc)
@@ -209,8 +209,8 @@ func TestKeyedUploadIsNotHeldInMemory(t *testing.T) {
 	}
 
 	again, _ := send('a', key(`"upload"`)...)
-	if !again.replayed() || string(again.body) != string(keyed.body) {
-		t.Fatalf("repeat: replayed %v, %s", again.replayed(), again.body)
+	if !again.replayed() || string(again.Body) != string(keyed.Body) {
+		t.Fatalf("repeat: replayed %v, %s", again.replayed(), again.Body)
 	}
 	other, _ := send('b', key(`"upload"`)...)
 	other.problem(t, http.StatusUnprocessableEntity, httpapi.CodeUnprocessable)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -72,10 +73,7 @@ func TestAnswersAreDocumented(t *testing.T) {
 		c := e.Client(t, queue.Config{Workers: w}, false)
 		store := NewStore(e.DB, Options{})
 		jobs := &holdingJobs{Client: c, entered: make(chan struct{}, 1), release: make(chan struct{})}
-		api, err := httpapi.New(httpapi.Config{Jobs: jobs, Idempotency: store})
-		if err != nil {
-			t.Fatal(err)
-		}
+		api := testutil.Must(httpapi.New(httpapi.Config{Jobs: jobs, Idempotency: store}))(t)
 		srv := httptest.NewServer(api)
 		t.Cleanup(srv.Close)
 		doc := api.Doc()

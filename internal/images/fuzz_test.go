@@ -73,22 +73,6 @@ func FuzzParseSizes(f *testing.F) {
 	})
 }
 
-// FuzzParseList: never a panic, and accepted parameters are in range.
-func FuzzParseList(f *testing.F) {
-	for _, s := range []string{"", "limit=10", "after=5&limit=1000", "limit=0", "after=-1", "x=1", "limit=1&limit=2", "%zz", "after=9223372036854775808"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, q string) {
-		p, err := parseList(q)
-		if err != nil {
-			return
-		}
-		if p.Limit < 1 || p.Limit > MaxListLimit || p.AfterID < 0 {
-			t.Fatalf("%q: %+v", q, p)
-		}
-	})
-}
-
 // FuzzInspect feeds arbitrary bytes to the header check and, when it
 // passes, to the decoder: never a panic; a refusal is a *rejectError;
 // anything accepted is within the limits and decodes to its declared

@@ -1,7 +1,6 @@
 package images
 
 import (
-	"context"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -9,24 +8,20 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/httpapi"
-	"github.com/kilnhq/kiln/queue"
 )
 
 //go:embed openapi.json
 var openAPI []byte
 
-// Listing limits (those of the other lists).
+// Listing limits.
 const (
-	DefaultListLimit = 100
-	MaxListLimit     = 1000
+	defaultListLimit = 100
+	maxListLimit     = 1000
 )
 
 // multipartOverhead is what a multipart upload adds to its file:
@@ -47,9 +42,9 @@ var _ httpapi.Module = (*Handler)(nil)
 func (h *Handler) Routes() []httpapi.Route {
 	const p = httpapi.Prefix + "/images"
 	return []httpapi.Route{
-		{Pattern: "POST " + p, Handler: h.upload, BodyLimit: h.BodyLimit(), ReadTimeout: h.s.opts.UploadTimeout},
+		{Pattern: "POST " + p, Handler: h.upload, BodyLimit: h.BodyLimit(), ReadTimeout: h.s.Options().UploadTimeout},
 		{Pattern: "GET " + p, Handler: h.list},
-		{Pattern: "GET " + p + "/{id}", Handler: h.get},
+		{Pattern: "GET " + p + "/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) imageResponse { return toResponse(st.Record) })},
 		{Pattern: "GET " + p + "/{id}/original", Handler: h.original},
 		{Pattern: "GET " + p + "/{id}/variants/{size}", Handler: h.variant},
 	}
@@ -61,7 +56,7 @@ func (h *Handler) OpenAPI() []byte { return openAPI }
 // BodyLimit is the request body limit of POST /api/v1/images, which its
 // route sets instead of the API's: the largest upload
 // (Options.MaxUploadBytes) plus room for the multipart framing.
-func (h *Handler) BodyLimit() int64 { return h.s.opts.MaxUploadBytes + multipartOverhead }
+func (h *Handler) BodyLimit() int64 { return h.s.Options().MaxUploadBytes + multipartOverhead }
 
 // variantResponse is a variant as the API shows it.
 type variantResponse struct {
@@ -94,13 +89,19 @@ type imageResponse struct {
 	CompletedAt *httpapi.Timestamp `json:"completed_at"`
 }
 
-func jobPath(id int64) string { return fmt.Sprintf("%s/jobs/%d", httpapi.Prefix, id) }
+// originalPath is the API path of image id's original file.
+func originalPath(id int64) string { return fmt.Sprintf("%s/images/%d/original", httpapi.Prefix, id) }
+
+// variantPath is the API path of image id's variant of the given size.
+func variantPath(id int64, size int) string {
+	return fmt.Sprintf("%s/images/%d/variants/%d", httpapi.Prefix, id, size)
+}
 
 func toResponse(img Image) imageResponse {
 	out := imageResponse{
 		ID: img.ID, Filename: img.Filename, ContentType: img.ContentType, Bytes: img.Size,
 		Status: img.Status, Sizes: img.Sizes, Variants: make([]variantResponse, len(img.Variants)),
-		JobID: img.JobID, Job: jobPath(img.JobID), CreatedAt: httpapi.Timestamp(img.CreatedAt),
+		JobID: img.JobID, Job: httpapi.JobPath(img.JobID), CreatedAt: httpapi.Timestamp(img.CreatedAt),
 	}
 	if img.Width > 0 && img.Height > 0 {
 		w, h := img.Width, img.Height
@@ -111,7 +112,7 @@ func toResponse(img Image) imageResponse {
 		out.Error = &e
 	}
 	if img.BlobID != "" {
-		o := OriginalPath(img.ID)
+		o := originalPath(img.ID)
 		out.Original = &o
 	}
 	if !img.CompletedAt.IsZero() {
@@ -120,16 +121,9 @@ func toResponse(img Image) imageResponse {
 	}
 	for i, v := range img.Variants {
 		out.Variants[i] = variantResponse{Size: v.Size, Width: v.Width, Height: v.Height, Bytes: v.Bytes,
-			ContentType: v.ContentType, Download: VariantPath(img.ID, v.Size)}
+			ContentType: v.ContentType, Download: variantPath(img.ID, v.Size)}
 	}
 	return out
-}
-
-// listResponse is a page of images, newest first. Next is the cursor of
-// the following page (pass it as ?after=), or null on the last page.
-type listResponse struct {
-	Images []imageResponse `json:"images"`
-	Next   *string         `json:"next"`
 }
 
 // upload reads a multipart/form-data body: the file in field "file",
@@ -141,7 +135,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	// the answer as long, so that a slow upload is not cut off by the
 	// server's write timeout just as it is answered. (Not every writer
 	// can; the server's deadline then applies.)
-	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.s.opts.UploadTimeout))
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(h.s.Options().UploadTimeout))
 	mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "multipart/form-data" {
 		httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeUnsupportedMedia,
@@ -154,20 +148,20 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := h.BodyLimit()
 	if r.ContentLength > limit {
-		httpapi.WriteError(w, r, tooLarge(h.s.opts.MaxUploadBytes))
+		httpapi.WriteError(w, r, tooLarge(h.s.Options().MaxUploadBytes))
 		return
 	}
 	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, limit), params["boundary"])
 	var (
 		stored   bool
-		original blobs.Blob
+		original Original
 		filename string
 		sizes    []int
 		sizesSet bool
 	)
 	fail := func(err error) {
 		if stored {
-			h.s.discard(r.Context(), original.ID)
+			h.s.Discard(r.Context(), original)
 		}
 		httpapi.WriteError(w, r, err)
 	}
@@ -183,14 +177,14 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 		switch name := part.FormName(); name {
 		case "file":
 			if stored {
-				fail(fieldError(httpapi.CodeInvalid, "file", "is given twice; send one image per request"))
+				fail(apperr.Field(apperr.CodeInvalid, "file", "is given twice; send one image per request"))
 				return
 			}
 			if fn := part.FileName(); fn != "" {
 				filename = blobs.SanitizeFilename(fn)
 			}
 			pr := &trackedReader{r: part}
-			original, err = h.s.storeOriginal(r.Context(), pr)
+			original, err = h.s.StoreOriginal(r.Context(), pr)
 			if err != nil {
 				fail(h.uploadError(pr, err))
 				return
@@ -198,7 +192,7 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 			stored = true
 		case "sizes":
 			if sizesSet {
-				fail(fieldError(httpapi.CodeInvalid, "sizes", "is given twice"))
+				fail(apperr.Field(apperr.CodeInvalid, "sizes", "is given twice"))
 				return
 			}
 			b, err := io.ReadAll(io.LimitReader(part, maxSizesText+1))
@@ -215,31 +209,22 @@ func (h *Handler) upload(w http.ResponseWriter, r *http.Request) {
 			fail(httpapi.Errorf(httpapi.CodeInvalid, "a part of the multipart body has no form field name"))
 			return
 		default:
-			fail(fieldError(httpapi.CodeInvalid, name, "unknown field (want file and, optionally, sizes)"))
+			fail(apperr.Field(apperr.CodeInvalid, name, "unknown field (want file and, optionally, sizes)"))
 			return
 		}
 		_ = part.Close()
 	}
 	if !stored {
-		httpapi.WriteError(w, r, fieldError(httpapi.CodeInvalid, "file", "is required: the image to upload, as a multipart/form-data file field named file"))
+		httpapi.WriteError(w, r, apperr.Field(apperr.CodeInvalid, "file", "is required: the image to upload, as a multipart/form-data file field named file"))
 		return
 	}
-	img, err := h.s.create(r.Context(), original, filename, sizes)
+	img, err := h.s.Create(r.Context(), original, filename, sizes)
 	if err != nil {
-		fail(apiError(err, 0))
+		httpapi.WriteError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", jobPath(img.JobID))
+	w.Header().Set("Location", httpapi.JobPath(img.JobID))
 	httpapi.WriteJSON(w, r, http.StatusAccepted, toResponse(img))
-}
-
-// fieldError is a problem naming one field of the form.
-func fieldError(code httpapi.Code, field, msg string) error {
-	return &httpapi.Error{Code: code, Message: fmt.Sprintf("field %q %s", field, msg), Fields: []httpapi.FieldError{{Field: field, Message: msg}}}
-}
-
-func tooLarge(max int64) error {
-	return fieldError(httpapi.CodeTooLarge, "file", fmt.Sprintf("is larger than the upload limit of %d bytes", max))
 }
 
 // bodyError is the problem for a failure to read the request body: 413
@@ -250,109 +235,39 @@ func (h *Handler) bodyError(err error) error {
 		if mbe.Limit < h.BodyLimit() {
 			return &httpapi.Error{Code: httpapi.CodeTooLarge, Message: fmt.Sprintf("the request body is larger than the server's limit of %d bytes", mbe.Limit), Err: err}
 		}
-		return tooLarge(h.s.opts.MaxUploadBytes)
+		return tooLarge(h.s.Options().MaxUploadBytes)
 	}
 	return &httpapi.Error{Code: httpapi.CodeInvalid, Message: "the multipart/form-data body is malformed or truncated", Err: err}
 }
 
 // uploadError is the problem for a failure to store the file read from
-// part: the body's fault when reading the part failed, the server's
-// otherwise.
+// part: the body's fault when reading the part failed, else what the
+// service said.
 func (h *Handler) uploadError(part *trackedReader, err error) error {
-	switch {
-	case errors.Is(err, ErrTooLarge):
-		return tooLarge(h.s.opts.MaxUploadBytes)
-	case errors.Is(err, ErrEmpty):
-		return fieldError(httpapi.CodeInvalid, "file", "is empty")
-	case part.err != nil:
+	if part.err != nil && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrEmpty) {
 		return h.bodyError(part.err)
 	}
-	return apiError(err, 0)
-}
-
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	st, err := h.s.Get(r.Context(), id)
-	if err != nil {
-		httpapi.WriteError(w, r, apiError(err, id))
-		return
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, toResponse(st.Image))
+	return err
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	p, err := parseList(r.URL.RawQuery)
+	var imgs []Image
+	if err == nil {
+		imgs, err = h.s.List(r.Context(), p)
+	}
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	imgs, err := h.s.List(r.Context(), p)
-	if err != nil {
-		httpapi.WriteError(w, r, apiError(err, 0))
-		return
-	}
-	out := listResponse{Images: make([]imageResponse, len(imgs))}
-	for i, img := range imgs {
-		out.Images[i] = toResponse(img)
-	}
-	if len(imgs) == p.Limit {
-		next := strconv.FormatInt(imgs[len(imgs)-1].ID, 10)
-		out.Next = &next
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, out)
+	httpapi.WriteJSON(w, r, http.StatusOK, httpapi.NewList("images", imgs, p.Limit, toResponse, func(img Image) int64 { return img.ID }))
 }
 
-// parseList parses the query of GET /api/v1/images: limit and after.
-// Unknown parameters are refused so that a typo does not go unnoticed.
+// parseList parses the query of GET /api/v1/images, limit and after, by
+// the rules of httpapi.ParseList.
 func parseList(rawQuery string) (ListParams, error) {
-	p := ListParams{Limit: DefaultListLimit}
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return p, httpapi.Errorf(httpapi.CodeInvalid, "the query string is malformed")
-	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	var unknown []httpapi.FieldError
-	for _, name := range names {
-		vals := q[name]
-		if name != "limit" && name != "after" {
-			unknown = append(unknown, httpapi.FieldError{Field: name, Message: "unknown parameter"})
-			continue
-		}
-		if len(vals) != 1 {
-			return p, httpapi.ParamError(name, "must be given once")
-		}
-		switch v := vals[0]; name {
-		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > MaxListLimit {
-				return p, httpapi.ParamError(name, "must be an integer from 1 to %d", MaxListLimit)
-			}
-			p.Limit = n
-		case "after":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				return p, httpapi.ParamError(name, "must be the next cursor of a previous page")
-			}
-			p.AfterID = n
-		}
-	}
-	if len(unknown) > 0 {
-		quoted := make([]string, len(unknown))
-		for i, f := range unknown {
-			quoted[i] = strconv.Quote(f.Field)
-		}
-		return p, &httpapi.Error{Code: httpapi.CodeInvalid,
-			Message: fmt.Sprintf("unknown query parameter %s (want limit or after)", strings.Join(quoted, ", ")), Fields: unknown}
-	}
-	return p, nil
+	page, err := httpapi.ParseList(rawQuery, httpapi.ListSpec{DefaultLimit: defaultListLimit, MaxLimit: maxListLimit})
+	return ListParams{Limit: page.Limit, AfterID: page.After}, err
 }
 
 func (h *Handler) original(w http.ResponseWriter, r *http.Request) {
@@ -363,14 +278,14 @@ func (h *Handler) original(w http.ResponseWriter, r *http.Request) {
 	}
 	img, err := h.s.Original(r.Context(), id)
 	if err != nil {
-		httpapi.WriteError(w, r, apiError(err, id))
+		httpapi.WriteError(w, r, err)
 		return
 	}
 	name := img.Filename
 	if name == "" {
 		name = fmt.Sprintf("image-%d%s", img.ID, extension(img.ContentType))
 	}
-	blobs.Serve(w, r, h.s.blobs, img.BlobID, name)
+	blobs.Serve(w, r, h.s.Blobs(), img.BlobID, name)
 }
 
 func (h *Handler) variant(w http.ResponseWriter, r *http.Request) {
@@ -384,31 +299,12 @@ func (h *Handler) variant(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	size := int(min(n, MaxSize+1)) // any size above MaxSize is one no image has
-	img, v, err := h.s.Variant(r.Context(), id, size)
+	img, v, err := h.s.Variant(r.Context(), id, n)
 	if err != nil {
-		httpapi.WriteError(w, r, variantError(err, id, img, n))
+		httpapi.WriteError(w, r, err)
 		return
 	}
-	blobs.Serve(w, r, h.s.blobs, v.BlobID, fmt.Sprintf("image-%d-%d%s", img.ID, v.Size, extension(v.ContentType)))
-}
-
-// variantError says why a variant cannot be downloaded.
-func variantError(err error, id int64, img Image, size int64) error {
-	switch {
-	case errors.Is(err, ErrNoSuchSize):
-		return &httpapi.Error{Code: httpapi.CodeNotFound, Err: err,
-			Message: fmt.Sprintf("image %d has no variant of size %d; its sizes are %s", img.ID, size, strings.ReplaceAll(formatSizes(img.Sizes), ",", ", "))}
-	case errors.Is(err, ErrNotReady):
-		msg := fmt.Sprintf("the size %d variant of image %d is not ready yet; poll the image until its status is done", size, img.ID)
-		if img.Status == StatusFailed {
-			msg = fmt.Sprintf("image %d failed, so it has no variants: %s", img.ID, img.Error)
-		}
-		// As for a report or a video thumbnail not made yet: the image
-		// exists, its variant does not, yet.
-		return &httpapi.Error{Code: httpapi.CodeConflict, Message: msg, Err: err}
-	}
-	return apiError(err, id)
+	blobs.Serve(w, r, h.s.Blobs(), v.BlobID, fmt.Sprintf("image-%d-%d%s", img.ID, v.Size, extension(v.ContentType)))
 }
 
 // extension returns the file extension of an image content type.
@@ -422,25 +318,4 @@ func extension(contentType string) string {
 		return ".gif"
 	}
 	return ""
-}
-
-// apiError maps a service error to what the client sees; id is the image
-// the request is about (0 for none).
-func apiError(err error, id int64) error {
-	var he *httpapi.Error
-	switch {
-	case errors.As(err, &he):
-		return he
-	case errors.Is(err, ErrNotFound):
-		return &httpapi.Error{Code: httpapi.CodeNotFound, Message: fmt.Sprintf("image %d does not exist", id), Err: err}
-	case errors.Is(err, ErrGone):
-		return &httpapi.Error{Code: httpapi.CodeNotFound, Message: fmt.Sprintf("the original file of image %d no longer exists", id), Err: err}
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return &httpapi.Error{Code: httpapi.CodeUnavailable, Message: "the request did not finish in time; try again", Err: err}
-	case errors.Is(err, queue.ErrUnknownKind), errors.Is(err, queue.ErrInvalid):
-		// The engine was set up without RegisterKinds: a deployment
-		// fault, not bad input.
-		return &httpapi.Error{Code: httpapi.CodeInternal, Err: err}
-	}
-	return &httpapi.Error{Code: httpapi.CodeInternal, Err: err}
 }

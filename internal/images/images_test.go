@@ -23,17 +23,19 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
 // env is the images API over a test database and engine client.
 type env struct {
+	*testutil.Server
 	t      *testing.T
+	de     *dbtest.Env
 	db     *database.DB
 	client *queue.Client
 	blobs  *blobs.Store
 	svc    *Service
-	srv    *httptest.Server
 	api    *httpapi.API
 }
 
@@ -52,7 +54,7 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		t.Fatal(err)
 	}
 	w := queue.NewWorkers()
-	registerKinds(w, &thumbnailer{st: store{de.DB}, blobs: bs, opts: opts, stored: o.stored})
+	registerKinds(w, &thumbnailer{st: newStore(de.DB), blobs: bs, opts: opts, stored: o.stored})
 	c := de.Client(t, queue.Config{
 		Workers:          w,
 		Queues:           map[string]queue.QueueConfig{QueueName: {MaxWorkers: 1}},
@@ -60,48 +62,16 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		ProgressInterval: time.Nanosecond,
 		DefaultRetry:     &queue.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 	}, o.start)
-	svc, err := NewService(de.DB, c, bs, o.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, o.opts))(t)
 	// The API's own body limit is left at its default (1 MiB): the
 	// upload route sets its own.
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &env{t: t, db: de.DB, client: c, blobs: bs, svc: svc, srv: srv, api: api}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
+	return &env{Server: testutil.Serve(t, api), t: t, de: de, db: de.DB, client: c, blobs: bs, svc: svc, api: api}
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (e *env) request(req *http.Request) response {
+func (e *env) get(path string) testutil.Response {
 	e.t.Helper()
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
-}
-
-func (e *env) get(path string) response {
-	e.t.Helper()
-	req, err := http.NewRequest("GET", e.srv.URL+path, nil)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return e.request(req)
+	return e.Do("GET", path, "")
 }
 
 // part is one field of a multipart upload.
@@ -114,7 +84,7 @@ func file(name string, data []byte) part { return part{"file", name, data} }
 func sizes(s string) part                { return part{"sizes", "", []byte(s)} }
 
 // post uploads parts as multipart/form-data.
-func (e *env) post(parts ...part) response {
+func (e *env) post(parts ...part) testutil.Response {
 	e.t.Helper()
 	var body bytes.Buffer
 	mw := multipart.NewWriter(&body)
@@ -139,23 +109,9 @@ func (e *env) post(parts ...part) response {
 	return e.postRaw(mw.FormDataContentType(), body.Bytes())
 }
 
-func (e *env) postRaw(contentType string, body []byte) response {
+func (e *env) postRaw(contentType string, body []byte) testutil.Response {
 	e.t.Helper()
-	req, err := http.NewRequest("POST", e.srv.URL+"/api/v1/images", bytes.NewReader(body))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", contentType)
-	return e.request(req)
-}
-
-func decodeJSON[T any](t *testing.T, r response) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-	return v
+	return e.Do("POST", "/api/v1/images", string(body), "Content-Type", contentType)
 }
 
 type variantView struct {
@@ -189,58 +145,41 @@ type imageView struct {
 func (e *env) upload(parts ...part) imageView {
 	e.t.Helper()
 	r := e.post(parts...)
-	if r.status != 202 {
-		e.t.Fatalf("upload: %d %s", r.status, r.body)
+	if r.Status != 202 {
+		e.t.Fatalf("upload: %d %s", r.Status, r.Body)
 	}
-	img := decodeJSON[imageView](e.t, r)
-	if img.ID < 1 || img.JobID < 1 || img.Job != fmt.Sprintf("/api/v1/jobs/%d", img.JobID) || r.header.Get("Location") != img.Job ||
+	img := testutil.Decode[imageView](e.t, r)
+	if img.ID < 1 || img.JobID < 1 || img.Job != fmt.Sprintf("/api/v1/jobs/%d", img.JobID) || r.Header.Get("Location") != img.Job ||
 		img.Status != "pending" || img.Original == nil || *img.Original != fmt.Sprintf("/api/v1/images/%d/original", img.ID) ||
 		img.Width != nil || img.Error != nil || img.Variants == nil || len(img.Variants) != 0 || img.CompletedAt != nil {
-		e.t.Fatalf("upload answer %s, Location %q", r.body, r.header.Get("Location"))
+		e.t.Fatalf("upload answer %s, Location %q", r.Body, r.Header.Get("Location"))
 	}
 	return img
 }
 
 // waitJob polls job id until it is finished.
-func (e *env) waitJob(id int64) *queue.Job {
-	e.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		j, err := e.client.Get(context.Background(), id)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		switch j.State {
-		case queue.StateCompleted, queue.StateFailed, queue.StateCancelled:
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d still %s after 30s: %+v", id, j.State, j)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+func (e *env) waitJob(id int64) *queue.Job { return dbtest.WaitJob(e.t, e.client, id, nil) }
 
 func (e *env) image(id int64) imageView {
 	e.t.Helper()
 	r := e.get(fmt.Sprintf("/api/v1/images/%d", id))
-	if r.status != 200 {
-		e.t.Fatalf("GET image %d: %d %s", id, r.status, r.body)
+	if r.Status != 200 {
+		e.t.Fatalf("GET image %d: %d %s", id, r.Status, r.Body)
 	}
-	return decodeJSON[imageView](e.t, r)
+	return testutil.Decode[imageView](e.t, r)
 }
 
 // download fetches a variant and decodes it.
 func (e *env) download(v variantView) (image.Image, string) {
 	e.t.Helper()
 	r := e.get(v.Download)
-	if r.status != 200 {
-		e.t.Fatalf("GET %s: %d %s", v.Download, r.status, r.body)
+	if r.Status != 200 {
+		e.t.Fatalf("GET %s: %d %s", v.Download, r.Status, r.Body)
 	}
-	if ct := r.header.Get("Content-Type"); ct != v.ContentType || int64(len(r.body)) != v.Bytes {
-		e.t.Errorf("GET %s: Content-Type %q, %d bytes; listed %q, %d bytes", v.Download, ct, len(r.body), v.ContentType, v.Bytes)
+	if ct := r.Header.Get("Content-Type"); ct != v.ContentType || int64(len(r.Body)) != v.Bytes {
+		e.t.Errorf("GET %s: Content-Type %q, %d bytes; listed %q, %d bytes", v.Download, ct, len(r.Body), v.ContentType, v.Bytes)
 	}
-	m, format, err := image.Decode(bytes.NewReader(r.body))
+	m, format, err := image.Decode(bytes.NewReader(r.Body))
 	if err != nil {
 		e.t.Fatalf("decode %s: %v", v.Download, err)
 	}
@@ -250,18 +189,11 @@ func (e *env) download(v variantView) (image.Image, string) {
 	return m, format
 }
 
-func (e *env) count(query string, args ...any) int {
-	e.t.Helper()
-	var n int
-	if err := e.db.R.QueryRowContext(context.Background(), e.db.Rebind(query), args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
+func (e *env) count(query string, args ...any) int { return e.de.Count(e.t, query, args...) }
 
 // problem checks that r is a problem with the status and, if field is
 // set, an errors entry naming it; it returns the detail.
-func problem(t *testing.T, r response, status int, field string) string {
+func problem(t *testing.T, r testutil.Response, status int, field string) string {
 	t.Helper()
 	var p struct {
 		Status int    `json:"status"`
@@ -270,14 +202,14 @@ func problem(t *testing.T, r response, status int, field string) string {
 			Field string `json:"field"`
 		} `json:"errors"`
 	}
-	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("want a %d problem, got %d %s %s", status, r.status, r.header.Get("Content-Type"), r.body)
+	if r.Status != status || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("want a %d problem, got %d %s %s", status, r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
-	if err := json.Unmarshal(r.body, &p); err != nil || p.Status != status {
-		t.Fatalf("problem %s: %v", r.body, err)
+	if err := json.Unmarshal(r.Body, &p); err != nil || p.Status != status {
+		t.Fatalf("problem %s: %v", r.Body, err)
 	}
 	if field != "" && (len(p.Errors) != 1 || p.Errors[0].Field != field) {
-		t.Errorf("problem %s does not name field %q", r.body, field)
+		t.Errorf("problem %s does not name field %q", r.Body, field)
 	}
 	return p.Detail
 }
@@ -332,18 +264,18 @@ func TestUploadMakesVariants(t *testing.T) {
 			t.Errorf("%d blobs, want 3", n)
 		}
 		r := e.get(*img.Original)
-		if r.status != 200 || !bytes.Equal(r.body, jpg) || r.header.Get("Content-Type") != "image/jpeg" ||
-			r.header.Get("Content-Disposition") != `attachment; filename="holiday_photo.jpg"` {
-			t.Errorf("original: %d %v", r.status, r.header)
+		if r.Status != 200 || !bytes.Equal(r.Body, jpg) || r.Header.Get("Content-Type") != "image/jpeg" ||
+			r.Header.Get("Content-Disposition") != `attachment; filename="holiday_photo.jpg"` {
+			t.Errorf("original: %d %v", r.Status, r.Header)
 		}
 		// Conditional and HEAD requests come from blobs.Serve.
-		req, _ := http.NewRequest("GET", e.srv.URL+img.Variants[0].Download, nil)
-		req.Header.Set("If-None-Match", e.get(img.Variants[0].Download).header.Get("ETag"))
-		if r := e.request(req); r.status != 304 {
-			t.Errorf("If-None-Match: %d", r.status)
+		req, _ := http.NewRequest("GET", e.URL+img.Variants[0].Download, nil)
+		req.Header.Set("If-None-Match", e.get(img.Variants[0].Download).Header.Get("ETag"))
+		if r := e.Send(req); r.Status != 304 {
+			t.Errorf("If-None-Match: %d", r.Status)
 		}
 		// The list shows it the same way.
-		l := decodeJSON[struct {
+		l := testutil.Decode[struct {
 			Images []imageView `json:"images"`
 			Next   *string     `json:"next"`
 		}](t, e.get("/api/v1/images"))
@@ -433,7 +365,7 @@ func TestEXIFOrientation(t *testing.T) {
 			t.Errorf("variants %v", got)
 		}
 		// The original is kept as uploaded.
-		if r := e.get(*img.Original); !bytes.Equal(r.body, jpg) {
+		if r := e.get(*img.Original); !bytes.Equal(r.Body, jpg) {
 			t.Errorf("original changed")
 		}
 	})
@@ -475,8 +407,8 @@ func TestRefusedContent(t *testing.T) {
 			if d := problem(t, r, 409, ""); !strings.Contains(d, "failed, so it has no variants: "+tc.want) {
 				t.Errorf("%s: variant download: %s", tc.name, d)
 			}
-			if r := e.get(*img.Original); r.status != 200 || !bytes.Equal(r.body, tc.data) || r.header.Get("Content-Type") != tc.ctype {
-				t.Errorf("%s: original: %d %s", tc.name, r.status, r.header.Get("Content-Type"))
+			if r := e.get(*img.Original); r.Status != 200 || !bytes.Equal(r.Body, tc.data) || r.Header.Get("Content-Type") != tc.ctype {
+				t.Errorf("%s: original: %d %s", tc.name, r.Status, r.Header.Get("Content-Type"))
 			}
 		}
 		if n := e.count(`SELECT count(*) FROM image_variants`); n != 0 {
@@ -552,9 +484,9 @@ func TestRouteBodyLimit(t *testing.T) {
 	w, _ := mw.CreateFormFile("file", "a.png")
 	_, _ = w.Write(big)
 	_ = mw.Close()
-	req, _ := http.NewRequest("POST", e.srv.URL+"/api/v1/images", io.MultiReader(&body))
+	req, _ := http.NewRequest("POST", e.URL+"/api/v1/images", io.MultiReader(&body))
 	req.Header.Set("Content-Type", mw.FormDataContentType())
-	if d := problem(t, e.request(req), 413, "file"); !strings.Contains(d, "larger than the upload limit of 2097152 bytes") {
+	if d := problem(t, e.Send(req), 413, "file"); !strings.Contains(d, "larger than the upload limit of 2097152 bytes") {
 		t.Errorf("chunked: %s", d)
 	}
 	if n := e.count(`SELECT count(*) FROM blobs`); n != 1 {
@@ -594,8 +526,8 @@ func TestBeforeTheJobRuns(t *testing.T) {
 				t.Errorf("GET %s: %q, want …%s…", tc.path, d, tc.detail)
 			}
 		}
-		if r := e.get(*up.Original); r.status != 200 {
-			t.Errorf("original before the job: %d", r.status)
+		if r := e.get(*up.Original); r.Status != 200 {
+			t.Errorf("original before the job: %d", r.Status)
 		}
 		if _, err := e.client.Cancel(context.Background(), up.JobID); err != nil {
 			t.Fatal(err)
@@ -623,11 +555,11 @@ func TestList(t *testing.T) {
 		Images []imageView `json:"images"`
 		Next   *string     `json:"next"`
 	}
-	p := decodeJSON[page](t, e.get("/api/v1/images?limit=2"))
+	p := testutil.Decode[page](t, e.get("/api/v1/images?limit=2"))
 	if len(p.Images) != 2 || p.Images[0].ID != ids[2] || p.Images[1].ID != ids[1] || p.Next == nil {
 		t.Fatalf("page 1: %+v", p)
 	}
-	p = decodeJSON[page](t, e.get("/api/v1/images?limit=2&after="+*p.Next))
+	p = testutil.Decode[page](t, e.get("/api/v1/images?limit=2&after="+*p.Next))
 	if len(p.Images) != 1 || p.Images[0].ID != ids[0] || p.Next != nil {
 		t.Fatalf("page 2: %+v", p)
 	}
@@ -641,7 +573,7 @@ func TestRetryReusesVariants(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
 		var calls atomic.Int32
-		st := store{de.DB}
+		st := newStore(de.DB)
 		var kept string // the finished variant's file when the second attempt stopped
 		stored := func(size int) error {
 			switch calls.Add(1) {
@@ -714,9 +646,8 @@ func TestJobArgs(t *testing.T) {
 
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.SQLite(t), envOpts{})
-	if m := e.api.DocMismatches(); len(m) > 0 {
-		t.Errorf("OpenAPI document and routes differ:\n%s", strings.Join(m, "\n"))
+	for _, m := range newEnv(t, dbtest.SQLite(t), envOpts{}).api.DocMismatches() {
+		t.Error(m)
 	}
 }
 
@@ -753,14 +684,8 @@ func FuzzUpload(f *testing.F) {
 		f.Fatal(err)
 	}
 	c := de.Client(f, queue.Config{Workers: w}, false)
-	svc, err := NewService(de.DB, c, bs, Options{MaxUploadBytes: 1 << 10})
-	if err != nil {
-		f.Fatal(err)
-	}
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, Options{MaxUploadBytes: 1 << 10}))(f)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var before int
 		_ = de.DB.R.QueryRow(`SELECT count(*) FROM blobs`).Scan(&before)

@@ -15,7 +15,6 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,8 +23,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -218,19 +219,30 @@ func formatSizes(sizes []int) string {
 // Errors of the service; test for them with errors.Is.
 var (
 	// ErrNotFound means no image has the id.
-	ErrNotFound = errors.New("image not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "image not found")
 	// ErrNoSuchSize means the image has no variant of the size asked for.
-	ErrNoSuchSize = errors.New("the image has no variant of this size")
+	ErrNoSuchSize = apperr.New(apperr.CodeNotFound, "the image has no variant of this size")
 	// ErrNotReady means the variant has not been made yet, or the image
-	// failed.
-	ErrNotReady = errors.New("the variant is not ready")
+	// failed. As for a report or a video thumbnail not made yet, the
+	// image exists and its variant does not, yet: a conflict.
+	ErrNotReady = apperr.New(apperr.CodeConflict, "the variant is not ready")
 	// ErrGone means the image's original file has been deleted.
-	ErrGone = errors.New("the original file no longer exists")
+	ErrGone = apperr.New(apperr.CodeNotFound, "the original file no longer exists")
 	// ErrTooLarge means the upload passed Options.MaxUploadBytes.
-	ErrTooLarge = errors.New("the file is larger than the upload limit")
+	ErrTooLarge = apperr.Field(apperr.CodeTooLarge, "file", "is larger than the upload limit")
 	// ErrEmpty means the upload had no content.
-	ErrEmpty = errors.New("the file is empty")
+	ErrEmpty = apperr.Field(apperr.CodeInvalid, "file", "is empty")
 )
+
+// tooLarge is [ErrTooLarge] naming the limit of max bytes.
+func tooLarge(max int64) error {
+	return &apperr.Error{Code: apperr.CodeTooLarge, Err: ErrTooLarge,
+		Message: fmt.Sprintf("field %q is larger than the upload limit of %d bytes", "file", max),
+		Fields:  []apperr.FieldError{{Field: "file", Message: fmt.Sprintf("is larger than the upload limit of %d bytes", max)}}}
+}
+
+// notFound is the error for image id, which does not exist.
+func notFound(id int64) error { return apperr.Wrapf(ErrNotFound, "image %d does not exist", id) }
 
 // The statuses of an image.
 const (
@@ -277,32 +289,31 @@ type Variant struct {
 	Bytes         int64
 }
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-	Get(ctx context.Context, id int64) (*queue.Job, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
+// Jobs is what the service needs of the job engine: enqueueing its jobs
+// and reading them back. *queue.Client satisfies it.
+type Jobs = enqueue.Jobs
 
 // Service stores images and reads them back.
 type Service struct {
 	db    *database.DB
-	st    store
+	st    *store
 	jobs  Jobs
 	blobs *blobs.Store
 	opts  Options
 }
 
-// NewService returns a service over db that stores files in bs and
-// enqueues image.thumbnail jobs on jobs; it fails on invalid opts.
+// NewService returns the service of the images in db, which keeps their
+// files in bs and enqueues their image.thumbnail jobs with jobs; it
+// fails on invalid opts.
 func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, opts Options) (*Service, error) {
+	if db == nil || jobs == nil || bs == nil {
+		return nil, errors.New("images: NewService needs a database, a job engine and a blob store")
+	}
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, blobs: bs, opts: o}, nil
+	return &Service{db: db, st: newStore(db), jobs: jobs, blobs: bs, opts: o}, nil
 }
 
 // Options returns the service's options, defaults filled in.
@@ -311,62 +322,42 @@ func (s *Service) Options() Options { return s.opts }
 // Blobs returns the store the files are kept in.
 func (s *Service) Blobs() *blobs.Store { return s.blobs }
 
-// Upload stores r's content as a new image named filename with the given
-// variant sizes (nil for the default ones) and enqueues its
-// image.thumbnail job. The content is streamed, never held whole; it is
-// not checked for being an image here (the job does that). Errors:
-// [ErrTooLarge], [ErrEmpty], a size error (see [ParseSizes]), or a
-// failure to read r or to store.
-func (s *Service) Upload(ctx context.Context, filename string, sizes []int, r io.Reader) (Image, error) {
-	if sizes != nil {
-		var err error
-		if sizes, err = normalizeSizes(sizes); err != nil {
-			return Image{}, fmt.Errorf("sizes: %w", err)
-		}
-	}
-	// A repeat of a keyed upload whose image was created gets that image;
-	// the upload is not stored again.
-	if img, ok, err := database.Recorded[Image](ctx); ok || err != nil {
-		return img, err
-	}
-	b, err := s.storeOriginal(ctx, r)
-	if err != nil {
-		return Image{}, err
-	}
-	img, err := s.create(ctx, b, filename, sizes)
-	if err != nil {
-		s.discard(ctx, b.ID)
-		return Image{}, err
-	}
-	return img, nil
+// Original is an uploaded file stored in the blob store that is not an
+// image yet: [Service.Create] makes it one, [Service.Discard] deletes it.
+type Original struct {
+	blob blobs.Blob
 }
 
-// storeOriginal streams r into a new blob typed by its first bytes.
-func (s *Service) storeOriginal(ctx context.Context, r io.Reader) (blobs.Blob, error) {
+// StoreOriginal streams r, the file of an upload, into a new blob typed
+// by its first bytes. Its content is not checked for being an image here
+// (the job does that). Errors: [ErrTooLarge] past
+// [Options].MaxUploadBytes, [ErrEmpty], or a failure to read r or to
+// store.
+func (s *Service) StoreOriginal(ctx context.Context, r io.Reader) (Original, error) {
 	br := bufio.NewReaderSize(r, 512)
 	head, err := br.Peek(512)
 	if len(head) == 0 {
 		if err == io.EOF {
-			return blobs.Blob{}, ErrEmpty
+			return Original{}, ErrEmpty
 		}
-		return blobs.Blob{}, fmt.Errorf("images: read upload: %w", err)
+		return Original{}, fmt.Errorf("images: read upload: %w", err)
 	}
 	b, err := s.blobs.PutLimit(ctx, sniffContentType(head), br, s.opts.MaxUploadBytes)
 	if errors.Is(err, blobs.ErrTooLarge) {
-		return blobs.Blob{}, fmt.Errorf("images: %w (%d bytes)", ErrTooLarge, s.opts.MaxUploadBytes)
+		return Original{}, tooLarge(s.opts.MaxUploadBytes)
 	}
 	if err != nil {
-		return blobs.Blob{}, fmt.Errorf("images: store upload: %w", err)
+		return Original{}, fmt.Errorf("images: store upload: %w", err)
 	}
-	return b, nil
+	return Original{blob: b}, nil
 }
 
-// discard deletes blob id, the original of an upload that was not
-// stored; a failure only leaves a file behind, so it is not reported.
-func (s *Service) discard(ctx context.Context, id string) {
+// Discard deletes o, the original of an upload that did not become an
+// image; a failure only leaves a file behind, so it is not reported.
+func (s *Service) Discard(ctx context.Context, o Original) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	_ = s.blobs.Delete(ctx, id)
+	_ = s.blobs.Delete(ctx, o.blob.ID)
 }
 
 // thumbnailArgs are the arguments of an image.thumbnail job.
@@ -375,19 +366,18 @@ type thumbnailArgs struct {
 }
 
 // Validate checks the image id.
-func (a *thumbnailArgs) Validate() error {
-	if a.ImageID < 1 {
-		return fmt.Errorf("image_id must be a positive integer, got %d", a.ImageID)
-	}
-	return nil
-}
+func (a *thumbnailArgs) Validate() error { return enqueue.ID("image_id", a.ImageID) }
 
-// create stores the image of original blob b and enqueues its job in one
-// transaction. sizes nil means the default ones.
-func (s *Service) create(ctx context.Context, b blobs.Blob, filename string, sizes []int) (Image, error) {
+// Create makes o, named filename, an image with the given variant
+// sizes (nil for the default ones; see [ParseSizes]): it stores the
+// image and enqueues its image.thumbnail job in one transaction. Should
+// that fail, o is discarded. A repeat of a keyed request whose image was
+// made gets that image, and o, stored again, is discarded.
+func (s *Service) Create(ctx context.Context, o Original, filename string, sizes []int) (Image, error) {
 	if sizes == nil {
 		sizes = s.opts.Sizes
 	}
+	b := o.blob
 	img := Image{
 		Filename: filename, ContentType: b.ContentType, Size: b.Size, BlobID: b.ID,
 		Sizes: sizes, Status: StatusPending, CreatedAt: s.opts.Now().UTC().Truncate(time.Microsecond),
@@ -398,20 +388,16 @@ func (s *Service) create(ctx context.Context, b blobs.Blob, filename string, siz
 		if err != nil {
 			return Image{}, err
 		}
-		args, err := json.Marshal(thumbnailArgs{ImageID: id})
+		jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindThumbnail, thumbnailArgs{ImageID: id})
 		if err != nil {
-			return Image{}, fmt.Errorf("encode job arguments: %w", err)
+			return Image{}, fmt.Errorf("image %d: %w", id, err)
 		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
-		if err != nil {
-			return Image{}, fmt.Errorf("enqueue %s for image %d: %w", KindThumbnail, id, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Image{}, fmt.Errorf("enqueue %s for image %d: the engine returned %d results", KindThumbnail, id, len(res))
-		}
-		img.ID, img.JobID = id, res[0].Job.ID
-		return img, s.st.setJob(ctx, tx, id, img.JobID)
+		img.ID, img.JobID = id, jobID
+		return img, s.st.setJob(ctx, tx, id, jobID)
 	})
+	if err != nil || img.BlobID != b.ID {
+		s.Discard(ctx, o)
+	}
 	if err != nil {
 		return Image{}, fmt.Errorf("images: create: %w", err)
 	}
@@ -420,10 +406,7 @@ func (s *Service) create(ctx context.Context, b blobs.Blob, filename string, siz
 
 // Status is an image with its job. Job is nil when the job no longer
 // exists (finished jobs are pruned; images stay).
-type Status struct {
-	Image Image
-	Job   *queue.Job
-}
+type Status = enqueue.Tracked[Image]
 
 // Get returns the image with the id, its ready variants and its job
 // ([ErrNotFound] if there is no such image). An image still pending
@@ -437,14 +420,11 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if img.Variants, err = s.st.variants(ctx, s.db.R, id); err != nil {
 		return Status{}, err
 	}
-	j, err := s.jobs.Get(ctx, img.JobID)
-	switch {
-	case errors.Is(err, queue.ErrNotFound):
-		j = nil
-	case err != nil:
+	st, err := enqueue.Track(ctx, s.jobs, img, img.JobID)
+	if err != nil {
 		return Status{}, fmt.Errorf("images: image %d: %w", id, err)
 	}
-	if img.Status == StatusPending {
+	if img, j := &st.Record, st.Job; img.Status == StatusPending {
 		switch {
 		case j == nil:
 			// Only finished jobs are pruned, and one that completed
@@ -459,7 +439,7 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 			img.Status, img.Error = StatusFailed, "the thumbnail job was cancelled"
 		}
 	}
-	return Status{Image: img, Job: j}, nil
+	return st, nil
 }
 
 // ListParams select a page of images, newest first.
@@ -505,36 +485,33 @@ func (s *Service) Original(ctx context.Context, id int64) (Image, error) {
 		return Image{}, err
 	}
 	if img.BlobID == "" {
-		return Image{}, fmt.Errorf("image %d: %w", id, ErrGone)
+		return Image{}, apperr.Wrapf(ErrGone, "the original file of image %d no longer exists", id)
 	}
 	return img, nil
 }
 
 // Variant returns image id's variant of the given size: [ErrNotFound]
 // for an unknown image, [ErrNoSuchSize] for a size the image does not
-// get, [ErrNotReady] for one not made yet.
-func (s *Service) Variant(ctx context.Context, id int64, size int) (Image, Variant, error) {
+// get, [ErrNotReady] for one not made yet or an image that failed.
+func (s *Service) Variant(ctx context.Context, id, size int64) (Image, Variant, error) {
 	img, err := s.st.get(ctx, s.db.R, id)
 	if err != nil {
 		return Image{}, Variant{}, err
 	}
-	if !slices.Contains(img.Sizes, size) {
-		return img, Variant{}, fmt.Errorf("image %d, size %d: %w", id, size, ErrNoSuchSize)
+	if !slices.Contains(img.Sizes, int(min(size, MaxSize+1))) {
+		return img, Variant{}, apperr.Wrapf(ErrNoSuchSize, "image %d has no variant of size %d; its sizes are %s",
+			id, size, strings.ReplaceAll(formatSizes(img.Sizes), ",", ", "))
 	}
-	v, err := s.st.variant(ctx, id, size)
+	v, err := s.st.variant(ctx, id, int(size))
+	if errors.Is(err, ErrNotReady) {
+		msg := fmt.Sprintf("the size %d variant of image %d is not ready yet; poll the image until its status is done", size, id)
+		if img.Status == StatusFailed {
+			msg = fmt.Sprintf("image %d failed, so it has no variants: %s", id, img.Error)
+		}
+		return img, Variant{}, apperr.Wrapf(err, "%s", msg)
+	}
 	if err != nil {
 		return img, Variant{}, err
 	}
 	return img, v, nil
-}
-
-// ImagePath is the API path of image id.
-func ImagePath(id int64) string { return fmt.Sprintf("/api/v1/images/%d", id) }
-
-// OriginalPath is the API path of image id's original file.
-func OriginalPath(id int64) string { return fmt.Sprintf("/api/v1/images/%d/original", id) }
-
-// VariantPath is the API path of image id's variant of the given size.
-func VariantPath(id int64, size int) string {
-	return fmt.Sprintf("/api/v1/images/%d/variants/%d", id, size)
 }

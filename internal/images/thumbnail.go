@@ -23,7 +23,7 @@ func RegisterKinds(w *queue.Workers, db *database.DB, bs *blobs.Store, opts Opti
 	if err != nil {
 		return err
 	}
-	registerKinds(w, &thumbnailer{st: store{db}, blobs: bs, opts: o})
+	registerKinds(w, &thumbnailer{st: newStore(db), blobs: bs, opts: o})
 	return nil
 }
 
@@ -36,7 +36,7 @@ func registerKinds(w *queue.Workers, t *thumbnailer) {
 
 // thumbnailer works image.thumbnail jobs.
 type thumbnailer struct {
-	st    store
+	st    *store
 	blobs *blobs.Store
 	opts  Options
 	cpu   *cpuGate
@@ -66,7 +66,7 @@ type variantResult struct {
 func makeResult(id int64, w, h int, vs []Variant) result {
 	r := result{ImageID: id, Width: w, Height: h, Variants: make([]variantResult, len(vs))}
 	for i, v := range vs {
-		r.Variants[i] = variantResult{Size: v.Size, Width: v.Width, Height: v.Height, Bytes: v.Bytes, Download: VariantPath(id, v.Size)}
+		r.Variants[i] = variantResult{Size: v.Size, Width: v.Width, Height: v.Height, Bytes: v.Bytes, Download: variantPath(id, v.Size)}
 	}
 	return r
 }

@@ -98,11 +98,11 @@ func TestFlightRecorderSave(t *testing.T) {
 	}
 
 	// Too soon: refused, whatever the reason.
-	clk.Add(DefaultTraceMinInterval - time.Millisecond)
+	clk.Advance(DefaultTraceMinInterval - time.Millisecond)
 	if _, err := f.Save("other"); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("second save within MinInterval: %v", err)
 	}
-	clk.Add(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	path2, err := f.Save("other")
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestFlightRecorderRetention(t *testing.T) {
 			t.Fatalf("save %d: %v", i, err)
 		}
 		paths = append(paths, filepath.Base(p))
-		clk.Add(time.Second)
+		clk.Advance(time.Second)
 	}
 	want := append([]string{"notes.txt"}, paths[2:]...)
 	want = append(want, "trace-keep.txt")
@@ -157,7 +157,7 @@ func TestFlightRecorderSameTimeNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk.Add(time.Nanosecond) // same millisecond in the name
+	clk.Advance(time.Nanosecond) // same millisecond in the name
 	b, err := f.Save("x")
 	if err != nil {
 		t.Fatal(err)

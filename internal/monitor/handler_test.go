@@ -12,6 +12,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -19,10 +20,7 @@ import (
 func serve(t testing.TB, m *Monitor) *httptest.Server {
 	t.Helper()
 	client := dbtest.SQLite(t).Client(t, queue.Config{}, false)
-	api, err := httpapi.New(httpapi.Config{Jobs: client, Modules: []httpapi.Module{m.Module()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: client, Modules: []httpapi.Module{m.Module()}}))(t)
 	if bad := api.DocMismatches(); len(bad) > 0 {
 		t.Fatalf("OpenAPI document: %v", bad)
 	}
@@ -58,7 +56,7 @@ func TestRuntimeRoute(t *testing.T) {
 	}
 
 	m.observe(m.read())
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	m.observe(m.read())
 	resp, body = get(t, srv.URL+"/api/v1/runtime")
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Cache-Control") != "no-store" {
@@ -87,10 +85,7 @@ func TestRuntimeRoute(t *testing.T) {
 func TestRuntimeRouteDocumented(t *testing.T) {
 	t.Parallel()
 	client := dbtest.SQLite(t).Client(t, queue.Config{}, false)
-	api, err := httpapi.New(httpapi.Config{Jobs: client, Modules: []httpapi.Module{New(Options{}).Module()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: client, Modules: []httpapi.Module{New(Options{}).Module()}}))(t)
 	var doc struct {
 		Paths map[string]map[string]struct {
 			Scope     string                     `json:"x-kiln-scope"`

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 // testBuckets are the boundaries of the synthetic histograms, in seconds:
@@ -88,17 +90,17 @@ func lagReading(base *reading, fast, slow uint64) reading {
 
 func TestObserveWarnsRateLimited(t *testing.T) {
 	t.Parallel()
-	var logs logBuf
+	var logs testutil.Logs
 	clk := newClock()
 	var lags atomic.Int32
-	m := New(Options{Logger: logs.logger(), Now: clk.Now, WarnEvery: time.Minute, OnLag: func(s Snapshot) {
+	m := New(Options{Logger: logs.Logger(), Now: clk.Now, WarnEvery: time.Minute, OnLag: func(s Snapshot) {
 		if s.SchedLatencyP99MS != 1000 {
 			t.Errorf("OnLag got p99 %v ms", s.SchedLatencyP99MS)
 		}
 		lags.Add(1)
 	}})
 	m.stacks = func(limit int) string { return fmt.Sprintf("STACKS top %d", limit) }
-	warnings := func() []map[string]any { return logs.records(t, "scheduler latency over threshold") }
+	warnings := func() []map[string]any { return logs.Records(t, testutil.Message("scheduler latency over threshold")) }
 
 	if s := m.Snapshot(); !s.SampledAt.IsZero() {
 		t.Fatalf("snapshot before the first sample: %+v", s)
@@ -115,7 +117,7 @@ func TestObserveWarnsRateLimited(t *testing.T) {
 	}
 
 	// A window with 98 fast and 2 slow events: p99 is slow.
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	r = lagReading(&r, 98, 2)
 	m.observe(r)
 	s = m.Snapshot()
@@ -132,14 +134,14 @@ func TestObserveWarnsRateLimited(t *testing.T) {
 	}
 
 	// Lag again within WarnEvery: no line, but OnLag still hears of it.
-	clk.Add(10 * time.Second)
+	clk.Advance(10 * time.Second)
 	r = lagReading(&r, 98, 2)
 	m.observe(r)
 	if len(warnings()) != 1 || lags.Load() != 2 {
 		t.Fatalf("got %d warnings and %d OnLag calls, want 1 and 2", len(warnings()), lags.Load())
 	}
 	// A quiet window: nothing.
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	r = lagReading(&r, 1000, 0)
 	m.observe(r)
 	if s := m.Snapshot(); s.SchedLatencyP99MS != 1 || s.SchedLatencyMaxMS != 1 {
@@ -150,7 +152,7 @@ func TestObserveWarnsRateLimited(t *testing.T) {
 	}
 	// WarnEvery after the first warning, the next one says how many were
 	// held back.
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	r = lagReading(&r, 0, 5)
 	m.observe(r)
 	w = warnings()
@@ -175,17 +177,17 @@ func TestObserveThresholds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var logs logBuf
+			var logs testutil.Logs
 			clk := newClock()
 			var lagged bool
-			m := New(Options{Logger: logs.logger(), Now: clk.Now, SchedLatencyThreshold: tc.threshold, StackLimit: -1, OnLag: func(Snapshot) { lagged = true }})
+			m := New(Options{Logger: logs.Logger(), Now: clk.Now, SchedLatencyThreshold: tc.threshold, StackLimit: -1, OnLag: func(Snapshot) { lagged = true }})
 			m.stacks = func(int) string { t.Error("stacks taken with StackLimit < 0"); return "" }
 			m.observe(reading{schedLat: hist(0, 0, 0, 0, 0, 0, 0)})
 			counts := make([]uint64, 7)
 			counts[tc.slowBkt] = 10
-			clk.Add(time.Second)
+			clk.Advance(time.Second)
 			m.observe(reading{schedLat: hist(counts...)})
-			if got := len(logs.records(t, "scheduler latency over threshold")) == 1; got != tc.warn || lagged != tc.warn {
+			if got := len(logs.Records(t, testutil.Message("scheduler latency over threshold"))) == 1; got != tc.warn || lagged != tc.warn {
 				t.Errorf("warned %v, OnLag %v; want %v", got, lagged, tc.warn)
 			}
 		})
@@ -210,7 +212,7 @@ func TestRunSamplesTheRuntime(t *testing.T) {
 		defer close(done)
 		m.Run(ctx)
 	}()
-	waitFor(t, "a second sample", func() bool { return m.Snapshot().WindowS > 0 })
+	testutil.Eventually(t, "a second sample", func() bool { return m.Snapshot().WindowS > 0 })
 	cancel()
 	<-done
 	s := m.Snapshot()
@@ -227,9 +229,9 @@ func TestRunSamplesTheRuntime(t *testing.T) {
 // token back and forth, so that each window holds scheduler events.
 func TestRunWarnsOnRealLag(t *testing.T) {
 	t.Parallel()
-	var logs logBuf
+	var logs testutil.Logs
 	var lagged atomic.Bool
-	m := New(Options{Interval: 10 * time.Millisecond, SchedLatencyThreshold: time.Nanosecond, Logger: logs.logger(), OnLag: func(Snapshot) { lagged.Store(true) }})
+	m := New(Options{Interval: 10 * time.Millisecond, SchedLatencyThreshold: time.Nanosecond, Logger: logs.Logger(), OnLag: func(Snapshot) { lagged.Store(true) }})
 	ctx, cancel := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -264,10 +266,10 @@ func TestRunWarnsOnRealLag(t *testing.T) {
 		}
 	})
 	wg.Go(func() { m.Run(ctx) })
-	waitFor(t, "a lag warning", func() bool {
-		return len(logs.records(t, "scheduler latency over threshold")) > 0 && lagged.Load()
+	testutil.Eventually(t, "a lag warning", func() bool {
+		return len(logs.Records(t, testutil.Message("scheduler latency over threshold"))) > 0 && lagged.Load()
 	})
-	w := logs.records(t, "scheduler latency over threshold")[0]
+	w := logs.Records(t, testutil.Message("scheduler latency over threshold"))[0]
 	stacks, _ := w["stacks"].(string)
 	if !strings.Contains(stacks, "goroutines in") || !strings.Contains(stacks, "monitor.") {
 		t.Errorf("warning stacks: %q", stacks)

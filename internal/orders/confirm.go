@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -19,12 +20,7 @@ type ConfirmArgs struct {
 }
 
 // Validate checks that OrderID can be an order's id.
-func (a *ConfirmArgs) Validate() error {
-	if a.OrderID < 1 {
-		return fmt.Errorf("order_id must be a positive integer, got %d", a.OrderID)
-	}
-	return nil
-}
+func (a *ConfirmArgs) Validate() error { return enqueue.ID("order_id", a.OrderID) }
 
 // RegisterKinds registers the order kinds on w, working on db:
 //
@@ -33,15 +29,15 @@ func (a *ConfirmArgs) Validate() error {
 //     order already confirmed, or cancelled, is left as it is and the job
 //     succeeds; a missing order fails the job permanently.
 func RegisterKinds(w *queue.Workers, db *database.DB) {
-	s := NewStore(db)
+	s := newStore(db)
 	w.Handle(KindConfirm, queue.Typed(func(ctx context.Context, job *queue.Job, a ConfirmArgs) error {
 		return confirm(ctx, s, job, a, time.Now)
 	}))
 }
 
 // confirm works one order.confirm job.
-func confirm(ctx context.Context, s *Store, job *queue.Job, a ConfirmArgs, now func() time.Time) error {
-	changed, status, err := s.Confirm(ctx, a.OrderID, now().UTC().Truncate(time.Microsecond))
+func confirm(ctx context.Context, s *store, job *queue.Job, a ConfirmArgs, now func() time.Time) error {
+	changed, status, err := s.confirm(ctx, a.OrderID, now().UTC().Truncate(time.Microsecond))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return queue.Permanent(fmt.Errorf("confirm: %w", err))

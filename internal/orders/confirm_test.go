@@ -57,7 +57,7 @@ func TestConfirmLeavesCancelledOrders(t *testing.T) {
 		e := newEnv(t, d, options{})
 		userID := e.user("ada@example.com")
 		o := e.create(`{"user_id":` + itoa(userID) + `,"amount_cents":1,"currency":"EUR"}`)
-		cancelled := decodeOrder(t, e.do("PATCH", "/api/v1/orders/"+itoa(o.ID), `{"status":"cancelled"}`), http.StatusOK)
+		cancelled := decodeOrder(t, e.Do("PATCH", "/api/v1/orders/"+itoa(o.ID), `{"status":"cancelled"}`), http.StatusOK)
 		if err := e.work(`{"order_id":` + itoa(o.ID) + `}`); err != nil {
 			t.Fatalf("confirming a cancelled order: %v", err)
 		}
@@ -95,13 +95,13 @@ func TestConfirmConcurrently(t *testing.T) {
 		e := newEnv(t, d, options{})
 		userID := e.user("ada@example.com")
 		o := e.create(`{"user_id":` + itoa(userID) + `,"amount_cents":1,"currency":"EUR"}`)
-		s := NewStore(e.db)
+		s := newStore(e.db)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		changed := 0
 		for range 8 {
 			wg.Go(func() {
-				c, st, err := s.Confirm(context.Background(), o.ID, e.clock.now())
+				c, st, err := s.confirm(context.Background(), o.ID, e.clock.Now())
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil || st != StatusConfirmed {

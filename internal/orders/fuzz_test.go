@@ -1,23 +1,12 @@
 package orders
 
 import (
-	"bytes"
-	"errors"
-	"net/http/httptest"
+	"net/http"
 	"testing"
 
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
-
-// status classifies err as the API would answer it.
-func status(t *testing.T, err error) int {
-	t.Helper()
-	var e *httpapi.Error
-	if !errors.As(apiError(err, 1), &e) {
-		t.Fatalf("unclassified error %v", err)
-	}
-	return e.Status()
-}
 
 var bodySeeds = []string{
 	`{"user_id":1,"amount_cents":1999,"currency":"EUR","note":"x"}`,
@@ -32,49 +21,30 @@ var bodySeeds = []string{
 // FuzzCreateOrder drives the create decoder and validation with any
 // body: no panic, and never a 5xx.
 func FuzzCreateOrder(f *testing.F) {
-	for _, s := range bodySeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest("POST", "/api/v1/orders", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
+	testutil.FuzzBody(f, bodySeeds, "POST", "/api/v1/orders", httpapi.StatusOf, func(t *testing.T, r *http.Request) error {
 		in, err := decodeCreate(r)
 		var o Order
 		if err == nil {
-			o, err = ValidateCreate(in)
+			o, err = validateCreate(in)
 		}
-		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
-				t.Fatalf("status %d for %q: %v", s, body, err)
-			}
-			return
+		if err == nil && (o.UserID < 1 || o.AmountCents < 0 || o.AmountCents > MaxAmountCents || !isCurrency(o.Currency)) {
+			t.Fatalf("accepted %+v", o)
 		}
-		if o.UserID < 1 || o.AmountCents < 0 || o.AmountCents > MaxAmountCents || !isCurrency(o.Currency) {
-			t.Fatalf("accepted %+v from %q", o, body)
-		}
+		return err
 	})
 }
 
 // FuzzPatchOrder drives the patch decoder and validation with any body.
 func FuzzPatchOrder(f *testing.F) {
-	for _, s := range bodySeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest("PATCH", "/api/v1/orders/1", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
+	testutil.FuzzBody(f, bodySeeds, "PATCH", "/api/v1/orders/1", httpapi.StatusOf, func(t *testing.T, r *http.Request) error {
 		in, err := decodePatch(r)
 		if err == nil {
-			err = ValidatePatch(in)
-			if err == nil && in.Status != nil && *in.Status != string(StatusCancelled) {
-				t.Fatalf("accepted status %q", *in.Status)
-			}
+			err = validatePatch(in)
 		}
-		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
-				t.Fatalf("status %d for %q: %v", s, body, err)
-			}
+		if err == nil && in.Status != nil && *in.Status != string(StatusCancelled) {
+			t.Fatalf("accepted status %q", *in.Status)
 		}
+		return err
 	})
 }
 
@@ -92,12 +62,12 @@ func FuzzListOrders(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		p, err := parseList(raw)
 		if err != nil {
-			if s := status(t, err); s != 400 {
+			if s := httpapi.StatusOf(err); s != 400 {
 				t.Fatalf("status %d for %q: %v", s, raw, err)
 			}
 			return
 		}
-		if p.Limit < 1 || p.Limit > MaxListLimit || p.AfterID < 0 || p.UserID < 0 || len(p.Statuses) > 3 {
+		if p.Limit < 1 || p.Limit > maxListLimit || p.AfterID < 0 || p.UserID < 0 || len(p.Statuses) > 3 {
 			t.Fatalf("%q: %+v", raw, p)
 		}
 		for _, s := range p.Statuses {

@@ -6,7 +6,6 @@ package orders
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -14,8 +13,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/internal/enqueue"
 )
 
 // Limits on order fields.
@@ -26,33 +26,9 @@ const (
 	MaxNote = 1000
 )
 
-// Jobs is what orders need of the job engine; *queue.Client satisfies
-// it. tx is the *sql.Tx of the order's transaction.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
-
-// FieldError names one unacceptable field and says what is wrong with it.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-// ValidationError lists every unacceptable field of one request.
-type ValidationError struct {
-	Fields []FieldError
-}
-
-// Error lists the bad fields and what is wrong with each.
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Fields))
-	for i, f := range e.Fields {
-		msgs[i] = f.Field + ": " + f.Message
-	}
-	return "invalid order: " + strings.Join(msgs, "; ")
-}
+// Jobs is what orders need of the job engine: inserting the confirm job
+// in the order's transaction. *queue.Client satisfies it.
+type Jobs = enqueue.Inserter
 
 // CreateInput is a new order as a client sent it; nil means absent.
 type CreateInput struct {
@@ -75,21 +51,30 @@ type Created struct {
 	ConfirmJobID int64
 }
 
-// Service applies the rules of orders over a [Store].
+// Options configure a [Service].
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service applies the rules of orders over their table.
 type Service struct {
 	db    *database.DB
-	store *Store
+	store *store
 	jobs  Jobs
 	now   func() time.Time
 }
 
-// NewService returns a service on s that enqueues confirm jobs with jobs
-// in transactions of db; now is its clock (nil means time.Now).
-func NewService(db *database.DB, s *Store, jobs Jobs, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the orders in db, which enqueues
+// their confirm jobs with jobs in the same transactions.
+func NewService(db *database.DB, jobs Jobs, o Options) (*Service, error) {
+	if db == nil || jobs == nil {
+		return nil, errors.New("orders: NewService needs a database and a job engine")
 	}
-	return &Service{db: db, store: s, jobs: jobs, now: now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, store: newStore(db), jobs: jobs, now: o.Now}, nil
 }
 
 // timestamp is the clock in UTC at the databases' precision.
@@ -97,33 +82,33 @@ func (s *Service) timestamp() time.Time {
 	return s.now().UTC().Truncate(time.Microsecond)
 }
 
-// ValidateCreate checks in and returns the order it describes (without
-// id, status or times); every bad field is listed in one
-// *[ValidationError].
-func ValidateCreate(in CreateInput) (Order, error) {
+// validateCreate checks in and returns the order it describes (without
+// id, status or times); every bad field is listed in one validation
+// error.
+func validateCreate(in CreateInput) (Order, error) {
 	var v validator
 	var o Order
 	switch {
 	case in.UserID == nil:
-		v.bad("user_id", "is required")
+		v.Add("user_id", "is required")
 	case *in.UserID < 1:
-		v.bad("user_id", "must be a positive integer")
+		v.Add("user_id", "must be a positive integer")
 	default:
 		o.UserID = *in.UserID
 	}
 	switch {
 	case in.AmountCents == nil:
-		v.bad("amount_cents", "is required")
+		v.Add("amount_cents", "is required")
 	case *in.AmountCents < 0 || *in.AmountCents > MaxAmountCents:
-		v.bad("amount_cents", fmt.Sprintf("must be an integer from 0 to %d", int64(MaxAmountCents)))
+		v.Add("amount_cents", "must be an integer from 0 to %d", int64(MaxAmountCents))
 	default:
 		o.AmountCents = *in.AmountCents
 	}
 	switch {
 	case in.Currency == "":
-		v.bad("currency", "is required")
+		v.Add("currency", "is required")
 	case !isCurrency(in.Currency):
-		v.bad("currency", "must be three upper-case letters (an ISO 4217 code such as EUR)")
+		v.Add("currency", "must be three upper-case letters (an ISO 4217 code such as EUR)")
 	default:
 		o.Currency = in.Currency
 	}
@@ -131,24 +116,24 @@ func ValidateCreate(in CreateInput) (Order, error) {
 	return o, v.err()
 }
 
-// ValidatePatch checks the fields in sets.
-func ValidatePatch(in PatchInput) error {
+// validatePatch checks the fields in sets.
+func validatePatch(in PatchInput) error {
 	var v validator
 	if in.Note != nil {
 		v.note(*in.Note)
 	}
 	if in.Status != nil && *in.Status != string(StatusCancelled) {
-		v.bad("status", `can only be set to "cancelled"`)
+		v.Add("status", `can only be set to "cancelled"`)
 	}
 	return v.err()
 }
 
 // Create validates in, then stores the order and enqueues its confirm job
-// in one transaction. Errors: *[ValidationError] (a user that does not
-// exist names user_id); anything else is internal, and then neither the
-// order nor the job exists.
+// in one transaction. Errors: a validation error (a user that does not
+// exist names user_id, [ErrUnknownUser]); anything else is internal, and
+// then neither the order nor the job exists.
 func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
-	o, err := ValidateCreate(in)
+	o, err := validateCreate(in)
 	if err != nil {
 		return Created{}, err
 	}
@@ -156,26 +141,13 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 	o.Status, o.CreatedAt, o.UpdatedAt = StatusPending, now, now
 	c, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Created, error) {
 		o := o
-		if err := s.store.Insert(ctx, tx, &o); err != nil {
+		if err := s.store.insert(ctx, tx, &o); err != nil {
 			return Created{}, err
 		}
-		args, err := json.Marshal(ConfirmArgs{OrderID: o.ID})
-		if err != nil {
-			return Created{}, fmt.Errorf("encode %s args: %w", KindConfirm, err)
-		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindConfirm, Args: args})
-		if err != nil {
-			return Created{}, fmt.Errorf("enqueue %s job: %w", KindConfirm, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Created{}, fmt.Errorf("enqueue %s job: the engine returned %d results", KindConfirm, len(res))
-		}
-		return Created{Order: o, ConfirmJobID: res[0].Job.ID}, nil
+		jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindConfirm, ConfirmArgs{OrderID: o.ID})
+		return Created{Order: o, ConfirmJobID: jobID}, err
 	})
 	if err != nil {
-		if errors.Is(err, ErrUnknownUser) {
-			return Created{}, &ValidationError{Fields: []FieldError{{"user_id", "no user has this id"}}}
-		}
 		return Created{}, fmt.Errorf("create order: %w", err)
 	}
 	return c, nil
@@ -183,37 +155,37 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (Created, error) {
 
 // Get returns order id; a missing order is [ErrNotFound] (wrapped).
 func (s *Service) Get(ctx context.Context, id int64) (Order, error) {
-	return s.store.Get(ctx, id)
+	return s.store.get(ctx, id)
 }
 
 // List returns a page of orders, newest first.
 func (s *Service) List(ctx context.Context, p ListParams) ([]Order, error) {
-	return s.store.List(ctx, p)
+	return s.store.list(ctx, p)
 }
 
 // Update changes the fields in sets and returns the order. A cancelled
 // order cannot change ([ErrCancelled]); a pending or confirmed one may be
-// cancelled. Errors: *[ValidationError], [ErrNotFound], [ErrCancelled]
+// cancelled. Errors: a validation error, [ErrNotFound], [ErrCancelled]
 // (wrapped). A patch that sets nothing returns the order unchanged.
 func (s *Service) Update(ctx context.Context, id int64, in PatchInput) (Order, error) {
-	if err := ValidatePatch(in); err != nil {
+	if err := validatePatch(in); err != nil {
 		return Order{}, err
 	}
 	if in.Note == nil && in.Status == nil {
-		return s.store.Get(ctx, id)
+		return s.store.get(ctx, id)
 	}
 	var status *Status
 	if in.Status != nil {
 		st := Status(*in.Status)
 		status = &st
 	}
-	return s.store.Update(ctx, id, in.Note, status, s.timestamp())
+	return s.store.update(ctx, id, in.Note, status, s.timestamp())
 }
 
 // Delete removes order id; a missing order is [ErrNotFound] (wrapped).
 // Its confirm job, if it has not run yet, then fails permanently.
 func (s *Service) Delete(ctx context.Context, id int64) error {
-	return s.store.Delete(ctx, id)
+	return s.store.delete(ctx, id)
 }
 
 // isCurrency reports whether s has the shape of an ISO 4217 code.
@@ -230,30 +202,19 @@ func isCurrency(s string) bool {
 }
 
 // validator collects field errors.
-type validator struct {
-	fields []FieldError
-}
+type validator struct{ apperr.Fields }
 
-func (v *validator) bad(field, msg string) {
-	v.fields = append(v.fields, FieldError{field, msg})
-}
-
-func (v *validator) err() error {
-	if len(v.fields) == 0 {
-		return nil
-	}
-	return &ValidationError{Fields: v.fields}
-}
+func (v *validator) err() error { return v.Err() }
 
 // note records what is wrong with a note, if anything, and returns it.
 func (v *validator) note(s string) string {
 	switch {
 	case !utf8.ValidString(s):
-		v.bad("note", "must be UTF-8 text")
+		v.Add("note", "must be UTF-8 text")
 	case utf8.RuneCountInString(s) > MaxNote:
-		v.bad("note", fmt.Sprintf("must be at most %d characters", MaxNote))
+		v.Add("note", "must be at most %d characters", MaxNote)
 	case strings.ContainsFunc(s, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
-		v.bad("note", "must not contain control characters other than newline and tab")
+		v.Add("note", "must not contain control characters other than newline and tab")
 	}
 	return s
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -70,10 +71,10 @@ func TestFailedCommitLeavesNothing(t *testing.T) {
 			why = "commit refused by the test"
 		}
 
-		r := e.do("POST", "/api/v1/orders", `{"user_id":`+itoa(userID)+`,"amount_cents":1999,"currency":"EUR","note":"x"}`)
-		p := problemOf(t, r, http.StatusInternalServerError)
-		if p.Code != "internal" || r.header.Get("Location") != "" {
-			t.Errorf("failed commit answered %+v (Location %q)", p, r.header.Get("Location"))
+		r := e.Do("POST", "/api/v1/orders", `{"user_id":`+itoa(userID)+`,"amount_cents":1999,"currency":"EUR","note":"x"}`)
+		p := testutil.ProblemOf(t, r, http.StatusInternalServerError)
+		if p.Code != "internal" || r.Header.Get("Location") != "" {
+			t.Errorf("failed commit answered %+v (Location %q)", p, r.Header.Get("Location"))
 		}
 		if strings.Contains(p.Detail, why) {
 			t.Errorf("the problem shows the internal cause: %q", p.Detail)
@@ -117,8 +118,8 @@ func TestFailedJobInsertRollsBackOrder(t *testing.T) {
 				`CREATE TRIGGER jobs_refuse BEFORE INSERT ON kiln_jobs FOR EACH ROW EXECUTE FUNCTION jobs_refuse()`,
 			)
 		}
-		r := e.do("POST", "/api/v1/orders", `{"user_id":`+itoa(userID)+`,"amount_cents":1999,"currency":"EUR"}`)
-		problemOf(t, r, http.StatusInternalServerError)
+		r := e.Do("POST", "/api/v1/orders", `{"user_id":`+itoa(userID)+`,"amount_cents":1999,"currency":"EUR"}`)
+		testutil.ProblemOf(t, r, http.StatusInternalServerError)
 		if logs := e.logs.String(); !strings.Contains(logs, "jobs refused by the test") || !strings.Contains(logs, "enqueue order.confirm job") {
 			t.Errorf("the log does not show the failed job insert:\n%s", logs)
 		}
@@ -134,18 +135,18 @@ func TestFailedJobInsertRollsBackOrder(t *testing.T) {
 	})
 }
 
-// TestUnregisteredKindIsInternal: a server whose engine does not know
-// order.confirm fails the create as its own error (500), not the
-// client's, and stores nothing.
-func TestUnregisteredKindIsInternal(t *testing.T) {
+// TestUnregisteredKind: a server whose engine does not know
+// order.confirm refuses the create with a 422 naming the kind, as every
+// route does (an unknown kind is the engine refusing the job), and
+// stores nothing.
+func TestUnregisteredKind(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
 		e := newEnv(t, d, options{noKinds: true})
 		userID := e.user("ada@example.com")
-		r := e.do("POST", "/api/v1/orders", `{"user_id":`+itoa(userID)+`,"amount_cents":1,"currency":"EUR"}`)
-		problemOf(t, r, http.StatusInternalServerError)
-		if logs := e.logs.String(); !strings.Contains(logs, "unknown") {
-			t.Errorf("the log does not name the unknown kind:\n%s", logs)
+		r := e.Do("POST", "/api/v1/orders", `{"user_id":`+itoa(userID)+`,"amount_cents":1,"currency":"EUR"}`)
+		if p := testutil.ProblemOf(t, r, http.StatusUnprocessableEntity); !strings.Contains(p.Detail, `unknown job kind "order.confirm"`) {
+			t.Errorf("the problem does not name the unknown kind: %+v", p)
 		}
 		e.assertNothingStored()
 	})
@@ -185,14 +186,14 @@ func TestConfirmEndToEnd(t *testing.T) {
 			t.Errorf("created %+v", o)
 		}
 		var got order
-		eventually(t, "the order is confirmed", func() bool {
+		testutil.Eventually(t, "the order is confirmed", func() bool {
 			got = e.get(o.ID)
 			return got.Status == "confirmed"
 		})
 		if !timeFormat.MatchString(got.ConfirmedAt) || got.UpdatedAt != got.ConfirmedAt {
 			t.Errorf("confirmed %+v", got)
 		}
-		eventually(t, "the job is completed", func() bool {
+		testutil.Eventually(t, "the job is completed", func() bool {
 			j, err := e.client.Get(context.Background(), o.ConfirmJobID)
 			if err != nil {
 				t.Fatal(err)

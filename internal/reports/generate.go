@@ -28,7 +28,7 @@ const defaultPageSize = 5000
 // report named by its arguments ({"report_id":N}) over db and stores the
 // CSV in blobs.
 func RegisterKinds(w *queue.Workers, db *database.DB, blobs *blobs.Store) {
-	registerKinds(w, &generator{st: store{db}, db: db, blobs: blobs, pageSize: defaultPageSize, now: time.Now})
+	registerKinds(w, &generator{st: newStore(db), db: db, blobs: blobs, pageSize: defaultPageSize, now: time.Now})
 }
 
 func registerKinds(w *queue.Workers, g *generator) {
@@ -37,7 +37,7 @@ func registerKinds(w *queue.Workers, g *generator) {
 
 // generator works report.generate jobs.
 type generator struct {
-	st       store
+	st       *store
 	db       *database.DB
 	blobs    *blobs.Store
 	pageSize int
@@ -70,7 +70,7 @@ func (g *generator) work(ctx context.Context, job *queue.Job, args generateArgs)
 	}
 	if r.Complete() {
 		// An earlier attempt finished the report but not the job.
-		return job.SetResult(result{ReportID: r.ID, Rows: r.RowCount, Download: DownloadPath(r.ID)})
+		return job.SetResult(result{ReportID: r.ID, Rows: r.RowCount, Download: downloadPath(r.ID)})
 	}
 	if r.BlobID != "" {
 		if err := g.discard(ctx, r.ID, r.BlobID); err != nil {
@@ -106,7 +106,7 @@ func (g *generator) work(ctx context.Context, job *queue.Job, args generateArgs)
 		// complete, missing or still to do, and acts on that.
 		return err
 	}
-	if err := job.SetResult(result{ReportID: r.ID, Rows: int64(len(groups.rows)), Download: DownloadPath(r.ID)}); err != nil {
+	if err := job.SetResult(result{ReportID: r.ID, Rows: int64(len(groups.rows)), Download: downloadPath(r.ID)}); err != nil {
 		return err
 	}
 	return setProgress(ctx, job, 100, fmt.Sprintf("wrote %d rows from %d orders", len(groups.rows), scanned))

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/queue"
@@ -31,7 +32,7 @@ var _ httpapi.Module = (*Handler)(nil)
 func (h *Handler) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "POST " + httpapi.Prefix + "/reports", Handler: h.create},
-		{Pattern: "GET " + httpapi.Prefix + "/reports/{id}", Handler: h.get},
+		{Pattern: "GET " + httpapi.Prefix + "/reports/{id}", Handler: httpapi.Show(h.s.Get, toResponse)},
 		{Pattern: "GET " + httpapi.Prefix + "/reports/{id}/download", Handler: h.download},
 	}
 }
@@ -70,7 +71,7 @@ func decodeCreate(r *http.Request) (Params, error) {
 	if err := httpapi.DecodeJSON(r, &req); err != nil {
 		return Params{}, err
 	}
-	var fe []httpapi.FieldError
+	var fe apperr.Fields
 	p := Params{Kind: req.Kind, GroupBy: req.GroupBy, Statuses: req.Statuses}
 	parseTime := func(field string, s *string) time.Time {
 		if s == nil {
@@ -78,7 +79,7 @@ func decodeCreate(r *http.Request) (Params, error) {
 		}
 		t, err := time.Parse(time.RFC3339Nano, *s)
 		if err != nil {
-			fe = append(fe, httpapi.FieldError{Field: field, Message: "must be an RFC 3339 time such as 2026-01-02T15:04:05Z"})
+			fe.Add(field, "must be an RFC 3339 time such as 2026-01-02T15:04:05Z")
 			return time.Time{}
 		}
 		return t
@@ -87,21 +88,19 @@ func decodeCreate(r *http.Request) (Params, error) {
 	p.To = parseTime("to", req.To)
 	if req.Currency != nil {
 		if *req.Currency == "" {
-			fe = append(fe, httpapi.FieldError{Field: "currency", Message: "must be an ISO 4217 code: 3 upper-case letters such as EUR"})
+			fe.Add("currency", "must be an ISO 4217 code: 3 upper-case letters such as EUR")
 		}
 		p.Currency = *req.Currency
 	}
 	if err := p.Normalize(); err != nil {
-		var ve *ValidationError
+		var ve *apperr.Error
 		if !errors.As(err, &ve) {
 			return Params{}, err
 		}
-		for _, f := range ve.Fields {
-			fe = append(fe, httpapi.FieldError{Field: f.Field, Message: f.Message})
-		}
+		fe = append(fe, ve.Fields...)
 	}
-	slices.SortStableFunc(fe, func(a, b httpapi.FieldError) int { return fieldRank(a.Field) - fieldRank(b.Field) })
-	if err := httpapi.Invalid(fe); err != nil {
+	slices.SortStableFunc(fe, func(a, b apperr.FieldError) int { return fieldRank(a.Field) - fieldRank(b.Field) })
+	if err := fe.Err(); err != nil {
 		return Params{}, err
 	}
 	return p, nil
@@ -117,8 +116,10 @@ type acceptedResponse struct {
 	Report string `json:"report"`
 }
 
-func jobPath(id int64) string    { return fmt.Sprintf("%s/jobs/%d", httpapi.Prefix, id) }
 func reportPath(id int64) string { return fmt.Sprintf("%s/reports/%d", httpapi.Prefix, id) }
+
+// downloadPath is the API path of report id's CSV.
+func downloadPath(id int64) string { return reportPath(id) + "/download" }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	p, err := decodeCreate(r)
@@ -128,12 +129,12 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := h.s.Create(r.Context(), p)
 	if err != nil {
-		writeError(w, r, err)
+		httpapi.WriteError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", jobPath(c.JobID))
+	w.Header().Set("Location", httpapi.JobPath(c.JobID))
 	httpapi.WriteJSON(w, r, http.StatusAccepted, acceptedResponse{
-		ReportID: c.ReportID, JobID: c.JobID, Status: jobPath(c.JobID), Report: reportPath(c.ReportID),
+		ReportID: c.ReportID, JobID: c.JobID, Status: httpapi.JobPath(c.JobID), Report: reportPath(c.ReportID),
 	})
 }
 
@@ -156,10 +157,10 @@ type reportResponse struct {
 }
 
 func toResponse(st Status) reportResponse {
-	rp := st.Report
+	rp := st.Record
 	out := reportResponse{
 		ID: rp.ID, Kind: rp.Params.Kind, Params: rp.Params, JobID: rp.JobID,
-		CreatedAt: rp.CreatedAt, Status: jobPath(rp.JobID),
+		CreatedAt: rp.CreatedAt, Status: httpapi.JobPath(rp.JobID),
 	}
 	switch {
 	case st.Job != nil:
@@ -171,24 +172,10 @@ func toResponse(st Status) reportResponse {
 		out.State = "unknown"
 	}
 	if rp.Complete() {
-		rows, done, dl := rp.RowCount, rp.CompletedAt, DownloadPath(rp.ID)
+		rows, done, dl := rp.RowCount, rp.CompletedAt, downloadPath(rp.ID)
 		out.RowCount, out.CompletedAt, out.Download = &rows, &done, &dl
 	}
 	return out
-}
-
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	st, err := h.s.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, toResponse(st))
 }
 
 func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
@@ -199,34 +186,8 @@ func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
 	}
 	rp, err := h.s.Download(r.Context(), id)
 	if err != nil {
-		writeError(w, r, err)
+		httpapi.WriteError(w, r, err)
 		return
 	}
-	if rp.BlobID == "" {
-		httpapi.WriteError(w, r, httpapi.Errorf(httpapi.CodeNotFound, "report %d's file no longer exists; request the report again", id))
-		return
-	}
-	blobs.Serve(w, r, h.s.blobs, rp.BlobID, filename(rp))
-}
-
-// writeError maps the service's errors to problems.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var ve *ValidationError
-	switch {
-	case errors.As(err, &ve):
-		fe := make([]httpapi.FieldError, len(ve.Fields))
-		for i, f := range ve.Fields {
-			fe[i] = httpapi.FieldError{Field: f.Field, Message: f.Message}
-		}
-		err = httpapi.Invalid(fe)
-	case errors.Is(err, ErrNotFound):
-		err = &httpapi.Error{Code: httpapi.CodeNotFound, Message: "no report has this id", Err: err}
-	case errors.Is(err, ErrNotReady):
-		err = &httpapi.Error{Code: httpapi.CodeConflict, Message: "the report is not finished yet; poll its status URL until the job is completed", Err: err}
-	case errors.Is(err, queue.ErrUnknownKind), errors.Is(err, queue.ErrInvalid):
-		// The engine was set up without RegisterKinds: a deployment
-		// fault, not bad input.
-		err = &httpapi.Error{Code: httpapi.CodeInternal, Err: err}
-	}
-	httpapi.WriteError(w, r, err)
+	blobs.Serve(w, r, h.s.Blobs(), rp.BlobID, filename(rp))
 }

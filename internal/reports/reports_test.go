@@ -5,10 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -19,16 +17,18 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
 // env is the reports API over a test database and engine client.
 type env struct {
+	*testutil.Server
 	t      *testing.T
+	de     *dbtest.Env
 	db     *database.DB
 	client *queue.Client
 	blobs  *blobs.Store
-	srv    *httptest.Server
 	api    *httpapi.API
 }
 
@@ -44,7 +44,7 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 	if o.pageSize == 0 {
 		RegisterKinds(w, de.DB, bs)
 	} else {
-		registerKinds(w, &generator{st: store{de.DB}, db: de.DB, blobs: bs, pageSize: o.pageSize, now: time.Now})
+		registerKinds(w, &generator{st: newStore(de.DB), db: de.DB, blobs: bs, pageSize: o.pageSize, now: time.Now})
 	}
 	c := de.Client(t, queue.Config{
 		Workers:          w,
@@ -53,13 +53,9 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		ProgressInterval: time.Nanosecond,
 		DefaultRetry:     &queue.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 	}, o.start)
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(NewService(de.DB, c, bs, nil))}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &env{t: t, db: de.DB, client: c, blobs: bs, srv: srv, api: api}
+	svc := testutil.Must(NewService(de.DB, c, bs, Options{}))(t)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
+	return &env{Server: testutil.Serve(t, api), t: t, de: de, db: de.DB, client: c, blobs: bs, api: api}
 }
 
 // startClient starts an engine created with start false.
@@ -77,49 +73,6 @@ func (e *env) startClient() {
 	})
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (e *env) do(method, path, body string, hdr ...string) response {
-	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
-}
-
-func decode[T any](t *testing.T, r response) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-	return v
-}
-
 type accepted struct {
 	ReportID int64  `json:"report_id"`
 	JobID    int64  `json:"job_id"`
@@ -130,14 +83,14 @@ type accepted struct {
 // post requests a report and checks the 202 answer.
 func (e *env) post(body string) accepted {
 	e.t.Helper()
-	r := e.do("POST", "/api/v1/reports", body)
-	if r.status != 202 {
-		e.t.Fatalf("POST %s: %d %s", body, r.status, r.body)
+	r := e.Do("POST", "/api/v1/reports", body)
+	if r.Status != 202 {
+		e.t.Fatalf("POST %s: %d %s", body, r.Status, r.Body)
 	}
-	a := decode[accepted](e.t, r)
+	a := testutil.Decode[accepted](e.t, r)
 	if a.ReportID < 1 || a.JobID < 1 || a.Status != fmt.Sprintf("/api/v1/jobs/%d", a.JobID) ||
-		a.Report != fmt.Sprintf("/api/v1/reports/%d", a.ReportID) || r.header.Get("Location") != a.Status {
-		e.t.Fatalf("POST answer %+v, Location %q", a, r.header.Get("Location"))
+		a.Report != fmt.Sprintf("/api/v1/reports/%d", a.ReportID) || r.Header.Get("Location") != a.Status {
+		e.t.Fatalf("POST answer %+v, Location %q", a, r.Header.Get("Location"))
 	}
 	return a
 }
@@ -155,11 +108,11 @@ func (e *env) waitJob(id int64) jobView {
 	e.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		r := e.do("GET", fmt.Sprintf("/api/v1/jobs/%d", id), "")
-		if r.status != 200 {
-			e.t.Fatalf("GET job %d: %d %s", id, r.status, r.body)
+		r := e.Do("GET", fmt.Sprintf("/api/v1/jobs/%d", id), "")
+		if r.Status != 200 {
+			e.t.Fatalf("GET job %d: %d %s", id, r.Status, r.Body)
 		}
-		j := decode[jobView](e.t, r)
+		j := testutil.Decode[jobView](e.t, r)
 		if j.State.Final() {
 			return j
 		}
@@ -179,31 +132,19 @@ func (e *env) run(body string) (accepted, string) {
 	if j.State != queue.StateCompleted {
 		e.t.Fatalf("job %d: %+v", a.JobID, j)
 	}
-	r := e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
-	if r.status != 200 {
-		e.t.Fatalf("download: %d %s", r.status, r.body)
+	r := e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
+	if r.Status != 200 {
+		e.t.Fatalf("download: %d %s", r.Status, r.Body)
 	}
-	if ct := r.header.Get("Content-Type"); ct != "text/csv; charset=utf-8" {
+	if ct := r.Header.Get("Content-Type"); ct != "text/csv; charset=utf-8" {
 		e.t.Errorf("Content-Type %q", ct)
 	}
-	return a, string(r.body)
+	return a, string(r.Body)
 }
 
-func (e *env) exec(query string, args ...any) {
-	e.t.Helper()
-	if _, err := e.db.W.ExecContext(context.Background(), e.db.Rebind(query), args...); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-}
+func (e *env) exec(query string, args ...any) { e.de.Exec(e.t, query, args...) }
 
-func (e *env) count(query string, args ...any) int {
-	e.t.Helper()
-	var n int
-	if err := e.db.R.QueryRowContext(context.Background(), e.db.Rebind(query), args...).Scan(&n); err != nil {
-		e.t.Fatalf("%s: %v", query, err)
-	}
-	return n
-}
+func (e *env) count(query string, args ...any) int { return e.de.Count(e.t, query, args...) }
 
 type seedOrder struct {
 	user     int64
@@ -331,14 +272,14 @@ func TestReportTotals(t *testing.T) {
 				if fmt.Sprint(res) != fmt.Sprint(wantRes) {
 					t.Errorf("job result %v, want %v", res, wantRes)
 				}
-				r := e.do("GET", a.Report, "")
-				if r.status != 200 {
-					t.Fatalf("GET report: %d %s", r.status, r.body)
+				r := e.Do("GET", a.Report, "")
+				if r.Status != 200 {
+					t.Fatalf("GET report: %d %s", r.Status, r.Body)
 				}
-				rep := decode[map[string]any](t, r)
+				rep := testutil.Decode[map[string]any](t, r)
 				if rep["state"] != "completed" || rep["row_count"] != float64(rows) || rep["download"] != wantRes["download"] ||
 					rep["completed_at"] == nil || rep["job_id"] != float64(a.JobID) || rep["progress"] != 100.0 || rep["kind"] != "order_totals" {
-					t.Errorf("report: %s", r.body)
+					t.Errorf("report: %s", r.Body)
 				}
 			})
 		}
@@ -350,7 +291,7 @@ func TestReportParamsAreNormalized(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
 		e := newEnv(t, de, envOpts{})
 		a := e.post(`{"kind":"order_totals","group_by":"day","from":"2026-01-05T13:00:00.1234567+01:00","statuses":["confirmed","pending","confirmed"],"currency":"EUR"}`)
-		r := e.do("GET", a.Report, "")
+		r := e.Do("GET", a.Report, "")
 		var rep struct {
 			Params   json.RawMessage `json:"params"`
 			State    string          `json:"state"`
@@ -358,7 +299,7 @@ func TestReportParamsAreNormalized(t *testing.T) {
 			RowCount *int64          `json:"row_count"`
 			Done     *time.Time      `json:"completed_at"`
 		}
-		if err := json.Unmarshal(r.body, &rep); err != nil {
+		if err := json.Unmarshal(r.Body, &rep); err != nil {
 			t.Fatal(err)
 		}
 		var p map[string]any
@@ -370,12 +311,12 @@ func TestReportParamsAreNormalized(t *testing.T) {
 			t.Errorf("params %v, want %v", p, want)
 		}
 		if rep.State != "available" || rep.Download != nil || rep.RowCount != nil || rep.Done != nil {
-			t.Errorf("a report whose job has not run: %s", r.body)
+			t.Errorf("a report whose job has not run: %s", r.Body)
 		}
 		// The default statuses leave cancelled orders out.
 		a = e.post(`{"kind":"order_totals","group_by":"user"}`)
-		if r := e.do("GET", a.Report, ""); !strings.Contains(string(r.body), `"statuses":["pending","confirmed"]`) {
-			t.Errorf("default statuses: %s", r.body)
+		if r := e.Do("GET", a.Report, ""); !strings.Contains(string(r.Body), `"statuses":["pending","confirmed"]`) {
+			t.Errorf("default statuses: %s", r.Body)
 		}
 	})
 }
@@ -388,27 +329,27 @@ func TestDownloadBeforeCompletion(t *testing.T) {
 		e := newEnv(t, de, envOpts{})
 		e.seed()
 		a := e.post(`{"kind":"order_totals","group_by":"month"}`)
-		r := e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
-		if r.status != 409 || r.header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(r.body), `"conflict"`) {
-			t.Errorf("download before completion: %d %s", r.status, r.body)
+		r := e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
+		if r.Status != 409 || r.Header.Get("Content-Type") != "application/problem+json" || !strings.Contains(string(r.Body), `"conflict"`) {
+			t.Errorf("download before completion: %d %s", r.Status, r.Body)
 		}
 		e.startClient()
 		if j := e.waitJob(a.JobID); j.State != queue.StateCompleted {
 			t.Fatalf("job: %+v", j)
 		}
-		r = e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
-		if r.status != 200 || !strings.HasPrefix(string(r.body), "period,currency,orders,total_cents,total\r\n2025-12-01T00:00:00Z,EUR,1,12345,123.45\r\n") {
-			t.Fatalf("download: %d %s", r.status, r.body)
+		r = e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
+		if r.Status != 200 || !strings.HasPrefix(string(r.Body), "period,currency,orders,total_cents,total\r\n2025-12-01T00:00:00Z,EUR,1,12345,123.45\r\n") {
+			t.Fatalf("download: %d %s", r.Status, r.Body)
 		}
-		if cd := r.header.Get("Content-Disposition"); cd != fmt.Sprintf(`attachment; filename="report-%d-order_totals-by-month.csv"`, a.ReportID) {
+		if cd := r.Header.Get("Content-Disposition"); cd != fmt.Sprintf(`attachment; filename="report-%d-order_totals-by-month.csv"`, a.ReportID) {
 			t.Errorf("Content-Disposition %q", cd)
 		}
-		etag := r.header.Get("ETag")
-		if r := e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "", "If-None-Match", etag); r.status != 304 || len(r.body) != 0 {
-			t.Errorf("If-None-Match: %d %s", r.status, r.body)
+		etag := r.Header.Get("ETag")
+		if r := e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "", "If-None-Match", etag); r.Status != 304 || len(r.Body) != 0 {
+			t.Errorf("If-None-Match: %d %s", r.Status, r.Body)
 		}
-		if r := e.do("HEAD", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), ""); r.status != 200 || len(r.body) != 0 || r.header.Get("ETag") != etag {
-			t.Errorf("HEAD: %d %v", r.status, r.header)
+		if r := e.Do("HEAD", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), ""); r.Status != 200 || len(r.Body) != 0 || r.Header.Get("ETag") != etag {
+			t.Errorf("HEAD: %d %v", r.Status, r.Header)
 		}
 	})
 }
@@ -426,8 +367,8 @@ func TestRetryLeavesNoOrphans(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.exec(`UPDATE reports SET blob_id = ? WHERE id = ?`, stale.ID, a.ReportID)
-		if r := e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), ""); r.status != 409 {
-			t.Errorf("unfinished report with a linked file: %d %s", r.status, r.body)
+		if r := e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), ""); r.Status != 409 {
+			t.Errorf("unfinished report with a linked file: %d %s", r.Status, r.Body)
 		}
 		e.startClient()
 		if j := e.waitJob(a.JobID); j.State != queue.StateCompleted {
@@ -443,14 +384,14 @@ func TestRetryLeavesNoOrphans(t *testing.T) {
 		if err := e.db.R.QueryRow(e.db.Rebind(`SELECT blob_id FROM reports WHERE id = ?`), a.ReportID).Scan(&blobID); err != nil {
 			t.Fatal(err)
 		}
-		first := e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
-		if first.status != 200 || !strings.Contains(string(first.body), "2,bob@example.com,Bob,USD,1,100000,1000.00") {
-			t.Fatalf("download: %d %s", first.status, first.body)
+		first := e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), "")
+		if first.Status != 200 || !strings.Contains(string(first.Body), "2,bob@example.com,Bob,USD,1,100000,1000.00") {
+			t.Fatalf("download: %d %s", first.Status, first.Body)
 		}
 		// Running the job again once the report is finished changes
 		// nothing and stores no second file.
-		if r := e.do("POST", fmt.Sprintf("/api/v1/jobs/%d/retry", a.JobID), ""); r.status != 200 {
-			t.Fatalf("retry: %d %s", r.status, r.body)
+		if r := e.Do("POST", fmt.Sprintf("/api/v1/jobs/%d/retry", a.JobID), ""); r.Status != 200 {
+			t.Fatalf("retry: %d %s", r.Status, r.Body)
 		}
 		j := e.waitJob(a.JobID)
 		if j.State != queue.StateCompleted || j.Attempt != 2 || !strings.Contains(string(j.Result), `"rows":6`) {
@@ -576,7 +517,7 @@ func TestAggregateProgressAndCancellation(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
 		e := newEnv(t, de, envOpts{})
 		e.seed()
-		g := &generator{st: store{de.DB}, db: de.DB, blobs: e.blobs, pageSize: 3, now: time.Now}
+		g := &generator{st: newStore(de.DB), db: de.DB, blobs: e.blobs, pageSize: 3, now: time.Now}
 		p := Params{Kind: KindOrderTotals, GroupBy: GroupByUser}
 		if err := p.Normalize(); err != nil {
 			t.Fatal(err)
@@ -638,14 +579,14 @@ func TestValidation(t *testing.T) {
 			{"trailing data", `{"kind":"order_totals","group_by":"day"}{}`, 400, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
-				r := e.do("POST", "/api/v1/reports", tc.body)
-				if r.status != tc.status || r.header.Get("Content-Type") != "application/problem+json" {
-					t.Fatalf("%d %s, want %d", r.status, r.body, tc.status)
+				r := e.Do("POST", "/api/v1/reports", tc.body)
+				if r.Status != tc.status || r.Header.Get("Content-Type") != "application/problem+json" {
+					t.Fatalf("%d %s, want %d", r.Status, r.Body, tc.status)
 				}
 				var p struct {
 					Errors []httpapi.FieldError `json:"errors"`
 				}
-				if err := json.Unmarshal(r.body, &p); err != nil {
+				if err := json.Unmarshal(r.Body, &p); err != nil {
 					t.Fatal(err)
 				}
 				var got []string
@@ -656,12 +597,12 @@ func TestValidation(t *testing.T) {
 					}
 				}
 				if !slices.Equal(got, tc.fields) {
-					t.Errorf("fields %q, want %q (%s)", got, tc.fields, r.body)
+					t.Errorf("fields %q, want %q (%s)", got, tc.fields, r.Body)
 				}
 			})
 		}
-		if r := e.do("POST", "/api/v1/reports", ""); r.status != 415 {
-			t.Errorf("no body: %d", r.status)
+		if r := e.Do("POST", "/api/v1/reports", ""); r.Status != 415 {
+			t.Errorf("no body: %d", r.Status)
 		}
 		if n := e.count(`SELECT count(*) FROM reports`); n != 0 {
 			t.Errorf("%d reports stored by rejected requests", n)
@@ -674,30 +615,30 @@ func TestNotFoundAndBadIDs(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, de *dbtest.Env) {
 		e := newEnv(t, de, envOpts{})
 		for _, path := range []string{"/api/v1/reports/999", "/api/v1/reports/999/download"} {
-			if r := e.do("GET", path, ""); r.status != 404 || !strings.Contains(string(r.body), `"not_found"`) {
-				t.Errorf("%s: %d %s", path, r.status, r.body)
+			if r := e.Do("GET", path, ""); r.Status != 404 || !strings.Contains(string(r.Body), `"not_found"`) {
+				t.Errorf("%s: %d %s", path, r.Status, r.Body)
 			}
 		}
 		for _, id := range []string{"abc", "0", "-1", "99999999999999999999", "1.5"} {
 			for _, suffix := range []string{"", "/download"} {
-				if r := e.do("GET", "/api/v1/reports/"+id+suffix, ""); r.status != 400 || !strings.Contains(string(r.body), `"field":"id"`) {
-					t.Errorf("id %s%s: %d %s", id, suffix, r.status, r.body)
+				if r := e.Do("GET", "/api/v1/reports/"+id+suffix, ""); r.Status != 400 || !strings.Contains(string(r.Body), `"field":"id"`) {
+					t.Errorf("id %s%s: %d %s", id, suffix, r.Status, r.Body)
 				}
 			}
 		}
 		// A finished report whose file was deleted.
 		a := e.post(`{"kind":"order_totals","group_by":"day"}`)
 		e.exec(`UPDATE reports SET row_count = 0, completed_at = ? WHERE id = ?`, e.db.Time(time.Now()), a.ReportID)
-		if r := e.do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), ""); r.status != 404 {
-			t.Errorf("finished report without a file: %d %s", r.status, r.body)
+		if r := e.Do("GET", fmt.Sprintf("/api/v1/reports/%d/download", a.ReportID), ""); r.Status != 404 {
+			t.Errorf("finished report without a file: %d %s", r.Status, r.Body)
 		}
 		// A report whose job was pruned still shows.
 		if _, err := e.client.Delete(context.Background(), a.JobID); err != nil {
 			t.Fatal(err)
 		}
-		r := e.do("GET", a.Report, "")
-		if rep := decode[map[string]any](t, r); r.status != 200 || rep["state"] != "completed" {
-			t.Errorf("report without its job: %d %s", r.status, r.body)
+		r := e.Do("GET", a.Report, "")
+		if rep := testutil.Decode[map[string]any](t, r); r.Status != 200 || rep["state"] != "completed" {
+			t.Errorf("report without its job: %d %s", r.Status, r.Body)
 		}
 	})
 }
@@ -708,9 +649,9 @@ func TestOpenAPI(t *testing.T) {
 	if m := e.api.DocMismatches(); len(m) > 0 {
 		t.Errorf("OpenAPI document and routes differ:\n%s", strings.Join(m, "\n"))
 	}
-	r := e.do("GET", "/api/v1/openapi.json", "")
+	r := e.Do("GET", "/api/v1/openapi.json", "")
 	for _, s := range []string{`"/api/v1/reports/{id}/download"`, `"CreateReport"`, `"ReportAccepted"`} {
-		if !strings.Contains(string(r.body), s) {
+		if !strings.Contains(string(r.Body), s) {
 			t.Errorf("OpenAPI document lacks %s", s)
 		}
 	}
@@ -751,11 +692,8 @@ func FuzzCreate(f *testing.F) {
 	w := queue.NewWorkers()
 	RegisterKinds(w, de.DB, bs)
 	c := de.Client(f, queue.Config{Workers: w}, false)
-	svc := NewService(de.DB, c, bs, nil)
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	svc := testutil.Must(NewService(de.DB, c, bs, Options{}))(f)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(f)
 	f.Fuzz(func(t *testing.T, body string) {
 		req := httptest.NewRequest("POST", "/api/v1/reports", strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -775,12 +713,12 @@ func FuzzCreate(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := st.Report.Params
+		p := st.Record.Params
 		if err := p.Normalize(); err != nil {
-			t.Fatalf("%q stored invalid params %+v: %v", body, st.Report.Params, err)
+			t.Fatalf("%q stored invalid params %+v: %v", body, st.Record.Params, err)
 		}
-		if fmt.Sprint(p) != fmt.Sprint(st.Report.Params) {
-			t.Fatalf("%q stored params %+v, not normalized (%+v)", body, st.Report.Params, p)
+		if fmt.Sprint(p) != fmt.Sprint(st.Record.Params) {
+			t.Fatalf("%q stored params %+v, not normalized (%+v)", body, st.Record.Params, p)
 		}
 	})
 }

@@ -13,12 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/internal/enqueue"
 )
 
 // KindGenerate is the job kind that generates a report.
@@ -45,9 +45,11 @@ var defaultStatuses = []string{"pending", "confirmed"}
 // Errors of the service; test for them with errors.Is.
 var (
 	// ErrNotFound means no report has the id.
-	ErrNotFound = errors.New("report not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "no report has this id")
 	// ErrNotReady means the report's CSV has not been generated yet.
-	ErrNotReady = errors.New("report is not finished yet")
+	ErrNotReady = apperr.New(apperr.CodeConflict, "the report is not finished yet; poll its status URL until the job is completed")
+	// ErrGone means the report's CSV has been deleted.
+	ErrGone = apperr.New(apperr.CodeNotFound, "the report's file no longer exists")
 )
 
 // Params are what a report covers. Times are UTC; From is inclusive and
@@ -63,33 +65,12 @@ type Params struct {
 	Currency string `json:"currency,omitzero"`
 }
 
-// FieldError names one invalid field of [Params] and says what is wrong.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-// ValidationError lists every invalid field of [Params].
-type ValidationError struct {
-	Fields []FieldError
-}
-
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Fields))
-	for i, f := range e.Fields {
-		msgs[i] = f.Field + ": " + f.Message
-	}
-	return "invalid report parameters: " + strings.Join(msgs, "; ")
-}
-
 // Normalize checks p and puts it in canonical form: statuses defaulted,
 // de-duplicated and ordered, times in UTC at microsecond precision. It
-// returns a *[ValidationError] naming every bad field.
+// returns a validation error naming every bad field.
 func (p *Params) Normalize() error {
-	var fe []FieldError
-	bad := func(field, format string, args ...any) {
-		fe = append(fe, FieldError{field, fmt.Sprintf(format, args...)})
-	}
+	var fe apperr.Fields
+	bad := fe.Add
 	switch p.Kind {
 	case KindOrderTotals:
 	case "":
@@ -139,10 +120,7 @@ func (p *Params) Normalize() error {
 	if p.Currency != "" && !isCurrency(p.Currency) {
 		bad("currency", "must be an ISO 4217 code: 3 upper-case letters such as EUR")
 	}
-	if len(fe) > 0 {
-		return &ValidationError{Fields: fe}
-	}
-	return nil
+	return fe.Err()
 }
 
 // isCurrency reports whether s is 3 upper-case ASCII letters.
@@ -176,31 +154,35 @@ type Report struct {
 // Complete reports whether the report's CSV is stored.
 func (r Report) Complete() bool { return !r.CompletedAt.IsZero() }
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-	Get(ctx context.Context, id int64) (*queue.Job, error)
-}
+// Jobs is what the service needs of the job engine: enqueueing its jobs
+// and reading them back. *queue.Client satisfies it.
+type Jobs = enqueue.Jobs
 
-var _ Jobs = (*queue.Client)(nil)
+// Options configure a [Service].
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
 
 // Service creates and reads reports.
 type Service struct {
 	db    *database.DB
-	st    store
+	st    *store
 	jobs  Jobs
 	blobs *blobs.Store
 	now   func() time.Time
 }
 
-// NewService returns a service over db that enqueues report.generate
-// jobs on jobs and serves CSVs from blobs. now nil means time.Now.
-func NewService(db *database.DB, jobs Jobs, blobs *blobs.Store, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the reports in db, which enqueues
+// their report.generate jobs with jobs and keeps their CSVs in bs.
+func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, o Options) (*Service, error) {
+	if db == nil || jobs == nil || bs == nil {
+		return nil, errors.New("reports: NewService needs a database, a job engine and a blob store")
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, blobs: blobs, now: now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, st: newStore(db), jobs: jobs, blobs: bs, now: o.Now}, nil
 }
 
 // Created identifies a newly requested report and its job.
@@ -215,14 +197,9 @@ type generateArgs struct {
 }
 
 // Validate checks the report id.
-func (a *generateArgs) Validate() error {
-	if a.ReportID < 1 {
-		return fmt.Errorf("report_id must be a positive integer, got %d", a.ReportID)
-	}
-	return nil
-}
+func (a *generateArgs) Validate() error { return enqueue.ID("report_id", a.ReportID) }
 
-// Create validates p (a *[ValidationError] when bad), then stores the
+// Create validates p (a validation error when bad), then stores the
 // report and enqueues its report.generate job in one transaction: both
 // exist or neither does.
 func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
@@ -239,19 +216,11 @@ func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
 		if err != nil {
 			return Created{}, err
 		}
-		args, err := json.Marshal(generateArgs{ReportID: id})
+		jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindGenerate, generateArgs{ReportID: id})
 		if err != nil {
-			return Created{}, fmt.Errorf("encode job arguments: %w", err)
+			return Created{}, fmt.Errorf("report %d: %w", id, err)
 		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindGenerate, Args: args})
-		if err != nil {
-			return Created{}, fmt.Errorf("enqueue %s for report %d: %w", KindGenerate, id, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Created{}, fmt.Errorf("enqueue %s for report %d: the engine returned %d results", KindGenerate, id, len(res))
-		}
-		c := Created{ReportID: id, JobID: res[0].Job.ID}
-		return c, s.st.setJob(ctx, tx, id, c.JobID)
+		return Created{ReportID: id, JobID: jobID}, s.st.setJob(ctx, tx, id, jobID)
 	})
 	if err != nil {
 		return Created{}, fmt.Errorf("create report: %w", err)
@@ -261,10 +230,7 @@ func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
 
 // Status is a report with its job. Job is nil when the job no longer
 // exists (finished jobs are pruned after a while; reports stay).
-type Status struct {
-	Report Report
-	Job    *queue.Job
-}
+type Status = enqueue.Tracked[Report]
 
 // Get returns the report with the id and its job ([ErrNotFound] if there
 // is no such report).
@@ -273,19 +239,16 @@ func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	j, err := s.jobs.Get(ctx, r.JobID)
-	if errors.Is(err, queue.ErrNotFound) {
-		return Status{Report: r}, nil
-	}
+	st, err := enqueue.Track(ctx, s.jobs, r, r.JobID)
 	if err != nil {
 		return Status{}, fmt.Errorf("report %d: %w", id, err)
 	}
-	return Status{Report: r, Job: j}, nil
+	return st, nil
 }
 
 // Download returns the report with the id if its CSV is ready:
 // [ErrNotFound] for an unknown report, [ErrNotReady] for one still being
-// generated.
+// generated, [ErrGone] for one whose file has been deleted.
 func (s *Service) Download(ctx context.Context, id int64) (Report, error) {
 	r, err := s.st.get(ctx, s.db.R, id)
 	if err != nil {
@@ -294,14 +257,14 @@ func (s *Service) Download(ctx context.Context, id int64) (Report, error) {
 	if !r.Complete() {
 		return Report{}, fmt.Errorf("report %d: %w", id, ErrNotReady)
 	}
+	if r.BlobID == "" {
+		return Report{}, apperr.Wrapf(ErrGone, "report %d's file no longer exists; request the report again", id)
+	}
 	return r, nil
 }
 
 // Blobs returns the store the CSVs are kept in.
 func (s *Service) Blobs() *blobs.Store { return s.blobs }
-
-// DownloadPath is the API path of report id's CSV.
-func DownloadPath(id int64) string { return fmt.Sprintf("/api/v1/reports/%d/download", id) }
 
 // filename is the download name of r's CSV.
 func filename(r Report) string {

@@ -17,9 +17,12 @@ type store struct {
 	db *database.DB
 }
 
+// newStore returns the store of the tables in db.
+func newStore(db *database.DB) *store { return &store{db: db} }
+
 // insert stores a new report whose job is not yet known (job_id 0 until
 // setJob, in the same transaction) and returns its id.
-func (s store) insert(ctx context.Context, tx *sql.Tx, kind string, params []byte, now time.Time) (int64, error) {
+func (s *store) insert(ctx context.Context, tx *sql.Tx, kind string, params []byte, now time.Time) (int64, error) {
 	var id int64
 	err := tx.QueryRowContext(ctx, s.db.Rebind(`INSERT INTO reports (kind, params, job_id, created_at) VALUES (?, ?, 0, ?) RETURNING id`),
 		kind, string(params), s.db.Time(now)).Scan(&id)
@@ -30,7 +33,7 @@ func (s store) insert(ctx context.Context, tx *sql.Tx, kind string, params []byt
 }
 
 // setJob records report id's job.
-func (s store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
+func (s *store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
 	if _, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE reports SET job_id = ? WHERE id = ?`), jobID, id); err != nil {
 		return fmt.Errorf("set job of report %d: %w", id, err)
 	}
@@ -38,7 +41,7 @@ func (s store) setJob(ctx context.Context, tx *sql.Tx, id, jobID int64) error {
 }
 
 // get returns report id, or an error wrapping ErrNotFound.
-func (s store) get(ctx context.Context, q database.Querier, id int64) (Report, error) {
+func (s *store) get(ctx context.Context, q database.Querier, id int64) (Report, error) {
 	var (
 		r        Report
 		kind     string
@@ -70,7 +73,7 @@ var errLinkLost = errors.New("the report no longer expects this attempt's file")
 // linkBlob records blobID as report id's file in progress, so that a
 // later attempt can find and delete it should this one die. Its errors
 // do not name the report: the file's writer does.
-func (s store) linkBlob(ctx context.Context, id int64, blobID string) error {
+func (s *store) linkBlob(ctx context.Context, id int64, blobID string) error {
 	res, err := s.db.W.ExecContext(ctx, s.db.Rebind(`UPDATE reports SET blob_id = ? WHERE id = ? AND completed_at IS NULL`), blobID, id)
 	if err != nil {
 		return fmt.Errorf("link the file: %w", err)
@@ -80,7 +83,7 @@ func (s store) linkBlob(ctx context.Context, id int64, blobID string) error {
 
 // unlinkBlob clears report id's unfinished file reference if it is still
 // blobID.
-func (s store) unlinkBlob(ctx context.Context, id int64, blobID string) error {
+func (s *store) unlinkBlob(ctx context.Context, id int64, blobID string) error {
 	if _, err := s.db.W.ExecContext(ctx, s.db.Rebind(`UPDATE reports SET blob_id = NULL WHERE id = ? AND blob_id = ? AND completed_at IS NULL`), id, blobID); err != nil {
 		return fmt.Errorf("unlink file from report %d: %w", id, err)
 	}
@@ -89,7 +92,7 @@ func (s store) unlinkBlob(ctx context.Context, id int64, blobID string) error {
 
 // isFinishedFile reports whether blob id is the file of a finished
 // report.
-func (s store) isFinishedFile(ctx context.Context, blobID string) (bool, error) {
+func (s *store) isFinishedFile(ctx context.Context, blobID string) (bool, error) {
 	var n int
 	err := s.db.W.QueryRowContext(ctx, s.db.Rebind(`SELECT count(*) FROM reports WHERE blob_id = ? AND completed_at IS NOT NULL`), blobID).Scan(&n)
 	if err != nil {
@@ -100,7 +103,7 @@ func (s store) isFinishedFile(ctx context.Context, blobID string) (bool, error) 
 
 // complete marks report id finished with its file and row count, provided
 // it is unfinished and still linked to blobID.
-func (s store) complete(ctx context.Context, tx *sql.Tx, id int64, blobID string, rows int64, now time.Time) error {
+func (s *store) complete(ctx context.Context, tx *sql.Tx, id int64, blobID string, rows int64, now time.Time) error {
 	res, err := tx.ExecContext(ctx, s.db.Rebind(`UPDATE reports SET row_count = ?, completed_at = ? WHERE id = ? AND blob_id = ? AND completed_at IS NULL`),
 		rows, s.db.Time(now), id, blobID)
 	if err != nil {
@@ -127,7 +130,7 @@ type filter struct {
 	args  []any
 }
 
-func (s store) filter(p Params) filter {
+func (s *store) filter(p Params) filter {
 	var f filter
 	conds := []string{"o.status IN (?" + strings.Repeat(", ?", len(p.Statuses)-1) + ")"}
 	for _, st := range p.Statuses {
@@ -152,7 +155,7 @@ func (s store) filter(p Params) filter {
 // countOrders returns how many orders match f and the largest matching
 // id; a report covers the orders up to that id, as they were when it
 // started.
-func (s store) countOrders(ctx context.Context, f filter) (n, maxID int64, err error) {
+func (s *store) countOrders(ctx context.Context, f filter) (n, maxID int64, err error) {
 	err = s.db.R.QueryRowContext(ctx, s.db.Rebind(`SELECT count(*), coalesce(max(o.id), 0) FROM orders o WHERE `+f.where), f.args...).Scan(&n, &maxID)
 	if err != nil {
 		return 0, 0, fmt.Errorf("count orders: %w", err)
@@ -171,7 +174,7 @@ type order struct {
 
 // orderPage calls fn for up to limit orders matching f with afterID < id
 // <= maxID, in id order, and returns how many it read and the last id.
-func (s store) orderPage(ctx context.Context, f filter, afterID, maxID int64, limit int, fn func(order) error) (n int, last int64, err error) {
+func (s *store) orderPage(ctx context.Context, f filter, afterID, maxID int64, limit int, fn func(order) error) (n int, last int64, err error) {
 	q := `SELECT o.id, o.user_id, u.email, u.name, o.currency, o.amount_cents, o.created_at
 FROM orders o JOIN users u ON u.id = o.user_id
 WHERE o.id > ? AND o.id <= ? AND ` + f.where + ` ORDER BY o.id LIMIT ?`

@@ -6,26 +6,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
-// clock is a settable clock safe for concurrent use.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns a settable clock.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
 // call asks key and reports r; it returns Allow's error.
@@ -105,11 +92,11 @@ func TestBreakerHalfOpen(t *testing.T) {
 	b := NewBreakers(BreakerOptions{Now: c.Now, OnStateChange: tr.record, ConsecutiveFailures: 2, Cooldown: 10 * time.Second})
 	_ = call(b, "h", Failure)
 	_ = call(b, "h", Failure)
-	c.Add(9 * time.Second)
+	c.Advance(9 * time.Second)
 	if err := call(b, "h", Success); !errors.Is(err, ErrOpen) {
 		t.Fatalf("before the cooldown: %v", err)
 	}
-	c.Add(time.Second)
+	c.Advance(time.Second)
 	// One probe at a time.
 	probe, err := b.Allow("h")
 	if err != nil {
@@ -126,7 +113,7 @@ func TestBreakerHalfOpen(t *testing.T) {
 	if st, _ := b.State("h"); st.State != Open || !st.OpenUntil.Equal(c.Now().Add(10*time.Second)) {
 		t.Fatalf("after a failed probe: %+v", st)
 	}
-	c.Add(10 * time.Second)
+	c.Advance(10 * time.Second)
 	if st, _ := b.State("h"); st.State != HalfOpen {
 		t.Fatalf("after the second cooldown: %+v", st)
 	}
@@ -151,7 +138,7 @@ func TestBreakerIgnoreAndStaleResults(t *testing.T) {
 	// ignored.
 	slow, _ := b.Allow("k")
 	_ = call(b, "k", Failure)
-	c.Add(time.Second)
+	c.Advance(time.Second)
 	slow(Success)
 	if st, _ := b.State("k"); st.State != HalfOpen {
 		t.Fatalf("a stale success changed the breaker: %+v", st)
@@ -185,7 +172,7 @@ func TestBreakerFailureRatio(t *testing.T) {
 		}
 	}
 	// The window restarts: the counts start over.
-	c.Add(time.Minute)
+	c.Advance(time.Minute)
 	for i := 0; i < 9; i++ {
 		if err := call(b, "r", []Result{Failure, Success}[i%2]); err != nil {
 			t.Fatalf("call %d of the second window: %v", i+1, err)

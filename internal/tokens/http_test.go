@@ -10,6 +10,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -22,10 +23,7 @@ func TestAPIWithRealTokens(t *testing.T) {
 		ctx := ctxT(t)
 		clk := newClock()
 		s := newService(t, e.DB, clk, Options{})
-		api, err := httpapi.New(httpapi.Config{Jobs: e.Client(t, queue.Config{}, false), Auth: s})
-		if err != nil {
-			t.Fatal(err)
-		}
+		api := testutil.Must(httpapi.New(httpapi.Config{Jobs: e.Client(t, queue.Config{}, false), Auth: s}))(t)
 		srv := httptest.NewServer(api)
 		t.Cleanup(srv.Close)
 		call := func(method, path, token string) (int, http.Header) {

@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/auth"
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/internal/httpapi"
 )
 
 // Defaults of [Options].
@@ -54,8 +54,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Service creates, lists, revokes and verifies tokens. *Service is an
-// [httpapi.Authenticator]. It is safe for concurrent use.
+// Service creates, lists, revokes and verifies tokens; its Authenticate
+// is what the HTTP API checks bearer tokens with. It is safe for
+// concurrent use.
 type Service struct {
 	store     *Store
 	now       func() time.Time
@@ -75,12 +76,10 @@ type Service struct {
 	touches sync.WaitGroup
 }
 
-var _ httpapi.Authenticator = (*Service)(nil)
-
 // entry is a cached token.
 type entry struct {
 	hash      [sha256.Size]byte
-	principal httpapi.Principal
+	principal auth.Principal
 	expiresAt time.Time
 	revoked   bool
 	read      time.Time // when the database read that filled it began
@@ -126,7 +125,7 @@ func (s *Service) stamp() time.Time { return s.now().UTC().Truncate(time.Microse
 // never). It returns the token, which is not stored and cannot be shown
 // again, and its description. Bad parameters are errors wrapping
 // [ErrInvalid].
-func (s *Service) Create(ctx context.Context, name string, scope httpapi.Scope, ttl time.Duration) (string, Token, error) {
+func (s *Service) Create(ctx context.Context, name string, scope auth.Scope, ttl time.Duration) (string, Token, error) {
 	if err := Validate(name, scope, ttl); err != nil {
 		return "", Token{}, err
 	}
@@ -184,28 +183,28 @@ func (s *Service) Count(ctx context.Context) (int, error) {
 
 // Authenticate returns the principal of a live token. A malformed,
 // unknown, wrong, revoked or expired token is an error wrapping
-// [httpapi.ErrUnauthenticated]; a database failure is returned as such.
+// [auth.ErrUnauthenticated]; a database failure is returned as such.
 // No error message contains the secret.
-func (s *Service) Authenticate(ctx context.Context, token string) (httpapi.Principal, error) {
+func (s *Service) Authenticate(ctx context.Context, token string) (auth.Principal, error) {
 	id, secret, ok := Parse(token)
 	if !ok {
-		return httpapi.Principal{}, fmt.Errorf("malformed token: %w", httpapi.ErrUnauthenticated)
+		return auth.Principal{}, fmt.Errorf("malformed token: %w", auth.ErrUnauthenticated)
 	}
 	now := s.now()
 	e, err := s.entry(ctx, id, now)
 	if err != nil {
-		return httpapi.Principal{}, err
+		return auth.Principal{}, err
 	}
 	sum := hashSecret(secret)
 	switch {
 	case e == nil:
-		return httpapi.Principal{}, fmt.Errorf("token %s does not exist: %w", id, httpapi.ErrUnauthenticated)
+		return auth.Principal{}, fmt.Errorf("token %s does not exist: %w", id, auth.ErrUnauthenticated)
 	case subtle.ConstantTimeCompare(sum[:], e.hash[:]) != 1:
-		return httpapi.Principal{}, fmt.Errorf("token %s: wrong secret: %w", id, httpapi.ErrUnauthenticated)
+		return auth.Principal{}, fmt.Errorf("token %s: wrong secret: %w", id, auth.ErrUnauthenticated)
 	case e.revoked:
-		return httpapi.Principal{}, fmt.Errorf("token %s is revoked: %w", id, httpapi.ErrUnauthenticated)
+		return auth.Principal{}, fmt.Errorf("token %s is revoked: %w", id, auth.ErrUnauthenticated)
 	case !e.expiresAt.IsZero() && !now.Before(e.expiresAt):
-		return httpapi.Principal{}, fmt.Errorf("token %s expired at %s: %w", id, e.expiresAt.Format(time.RFC3339), httpapi.ErrUnauthenticated)
+		return auth.Principal{}, fmt.Errorf("token %s expired at %s: %w", id, e.expiresAt.Format(time.RFC3339), auth.ErrUnauthenticated)
 	}
 	s.used(id, e, now)
 	return e.principal, nil
@@ -269,7 +268,7 @@ func (s *Service) load(ctx context.Context, id string, l *lookup) {
 	if err == nil && r.ID != "" {
 		e = &entry{
 			hash:      r.hash,
-			principal: httpapi.Principal{TokenID: r.ID, Name: r.Name, Scope: r.Scope},
+			principal: auth.Principal{TokenID: r.ID, Name: r.Name, Scope: r.Scope},
 			expiresAt: r.ExpiresAt,
 			revoked:   r.Revoked(),
 			read:      read,

@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/auth"
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/internal/httpapi"
 )
 
 // Store keeps tokens in the api_tokens table.
@@ -29,10 +29,8 @@ type record struct {
 const tokenColumns = `id, name, scope, created_at, expires_at, revoked_at, last_used_at`
 
 // scanner is what *sql.Row and *sql.Rows offer.
-type scanner interface{ Scan(dest ...any) error }
-
 // scanToken reads the columns of tokenColumns, then any extra.
-func scanToken(sc scanner, extra ...any) (Token, error) {
+func scanToken(sc database.Scanner, extra ...any) (Token, error) {
 	var (
 		t     Token
 		scope string
@@ -43,7 +41,7 @@ func scanToken(sc scanner, extra ...any) (Token, error) {
 	if err := sc.Scan(dest...); err != nil {
 		return Token{}, err
 	}
-	s, err := httpapi.ParseScope(scope)
+	s, err := auth.ParseScope(scope)
 	if err != nil {
 		return Token{}, fmt.Errorf("token %s: %w", t.ID, err)
 	}
@@ -93,23 +91,12 @@ func (s *Store) Get(ctx context.Context, id string) (Token, error) {
 
 // List returns every token, newest first.
 func (s *Store) List(ctx context.Context) ([]Token, error) {
-	rows, err := s.db.R.QueryContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`)
+	ts, err := database.QueryAll(ctx, s.db.R, `SELECT `+tokenColumns+` FROM api_tokens ORDER BY created_at DESC, id`, nil,
+		func(sc database.Scanner) (Token, error) { return scanToken(sc) })
 	if err != nil {
 		return nil, fmt.Errorf("list tokens: %w", err)
 	}
-	defer rows.Close()
-	out := []Token{}
-	for rows.Next() {
-		t, err := scanToken(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list tokens: %w", err)
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list tokens: %w", err)
-	}
-	return out, nil
+	return ts, nil
 }
 
 // Revoke marks the token id revoked at at. Revoking a revoked token

@@ -30,7 +30,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/auth"
 )
 
 // The token format.
@@ -69,7 +69,7 @@ type Token struct {
 	ID string
 	// Name is a human label.
 	Name  string
-	Scope httpapi.Scope
+	Scope auth.Scope
 	// CreatedAt is when the token was created.
 	CreatedAt time.Time
 	// ExpiresAt is when the token stops working; zero means never.
@@ -167,7 +167,7 @@ func newSecret() [SecretBytes]byte {
 // [MaxNameLen] printable characters (it may be empty), a scope of read,
 // write or admin, and a lifetime that is not negative (zero: the token
 // never expires). Errors wrap [ErrInvalid].
-func Validate(name string, scope httpapi.Scope, ttl time.Duration) error {
+func Validate(name string, scope auth.Scope, ttl time.Duration) error {
 	var problems []string
 	if !utf8.ValidString(name) {
 		problems = append(problems, "name is not valid UTF-8")
@@ -179,7 +179,7 @@ func Validate(name string, scope httpapi.Scope, ttl time.Duration) error {
 			problems = append(problems, "name must not contain control or invisible characters")
 		}
 	}
-	if scope < httpapi.ScopeRead || scope > httpapi.ScopeAdmin {
+	if scope < auth.ScopeRead || scope > auth.ScopeAdmin {
 		problems = append(problems, fmt.Sprintf("scope %s: want read, write or admin", scope))
 	}
 	if ttl < 0 {

@@ -15,26 +15,12 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
-// clock is a settable clock shared by the services of a test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
+// newClock returns a settable clock shared by the services of a test.
+func newClock() *testutil.Clock {
+	return testutil.NewClock(time.Date(2030, 1, 2, 3, 4, 5, 6000, time.UTC))
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -45,7 +31,7 @@ func ctxT(t *testing.T) context.Context {
 
 // newService returns a service on db with clk, closed when the test ends
 // (before the database is).
-func newService(t testing.TB, db *database.DB, clk *clock, opts Options) *Service {
+func newService(t testing.TB, db *database.DB, clk *testutil.Clock, opts Options) *Service {
 	t.Helper()
 	opts.Now = clk.Now
 	s := NewService(NewStore(db), opts)

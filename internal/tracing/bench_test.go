@@ -16,6 +16,7 @@ import (
 	"github.com/kilnhq/kiln/internal/bench"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/internal/users"
 	"github.com/kilnhq/kiln/queue"
 )
@@ -61,10 +62,7 @@ func BenchmarkMiddleware(b *testing.B) {
 	for _, m := range benchModes {
 		b.Run(m.name, func(b *testing.B) {
 			tr := benchTracing(b, m.sampler)
-			a, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{itemsModule{}}, Middleware: middlewares(tr)})
-			if err != nil {
-				b.Fatal(err)
-			}
+			a := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{itemsModule{}}, Middleware: middlewares(tr)}))(b)
 			req := httptest.NewRequest("GET", "/api/v1/tracetest/items/42", nil)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -82,7 +80,7 @@ func BenchmarkMiddleware(b *testing.B) {
 // internal/users does, with tracing off and on.
 func BenchmarkGetUser(b *testing.B) {
 	d := dbtest.SQLite(b)
-	svc := users.NewService(users.NewStore(d.DB), nil)
+	svc := testutil.Must(users.NewService(d.DB, users.Options{}))(b)
 	u, err := svc.Create(context.Background(), users.CreateInput{Email: "ada@example.com", Name: "Ada Lovelace"})
 	if err != nil {
 		b.Fatal(err)
@@ -92,10 +90,7 @@ func BenchmarkGetUser(b *testing.B) {
 	for _, m := range benchModes {
 		b.Run(m.name, func(b *testing.B) {
 			tr := benchTracing(b, m.sampler)
-			a, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{users.NewHandler(svc)}, Middleware: middlewares(tr)})
-			if err != nil {
-				b.Fatal(err)
-			}
+			a := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{users.NewHandler(svc)}, Middleware: middlewares(tr)}))(b)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
 				req := httptest.NewRequest("GET", path, nil)

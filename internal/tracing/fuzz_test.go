@@ -9,6 +9,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -91,10 +92,7 @@ func FuzzMiddlewareHeaders(f *testing.F) {
 	f.Add("GET", "/api/v1/jobs/1", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01", "a=\x00", "%zz=1")
 	r := newRecorded(f)
 	c := dbtest.SQLite(f).Client(f, queue.Config{}, false)
-	a, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{itemsModule{}}, Middleware: []func(http.Handler) http.Handler{r.Middleware()}})
-	if err != nil {
-		f.Fatal(err)
-	}
+	a := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{itemsModule{}}, Middleware: []func(http.Handler) http.Handler{r.Middleware()}}))(f)
 	f.Fuzz(func(t *testing.T, method, path, traceparent, tracestate, baggage string) {
 		req, err := http.NewRequest(method, "http://kiln.test"+path, nil)
 		if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -52,10 +53,7 @@ func newEngine(t *testing.T, e *dbtest.Env, r recorded) *engine {
 		PollInterval: 20 * time.Millisecond,
 		InsertHook:   r.InsertHook(), WorkHook: r.WorkHook(),
 	}, true)
-	a, err := httpapi.New(httpapi.Config{Jobs: en.c, Middleware: []func(http.Handler) http.Handler{r.Middleware()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testutil.Must(httpapi.New(httpapi.Config{Jobs: en.c, Middleware: []func(http.Handler) http.Handler{r.Middleware()}}))(t)
 	en.srv = httptest.NewServer(a)
 	t.Cleanup(en.srv.Close)
 	return en

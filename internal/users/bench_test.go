@@ -10,6 +10,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -23,15 +24,12 @@ func BenchmarkGetUser(b *testing.B) {
 	for name, open := range envs {
 		b.Run(name, func(b *testing.B) {
 			d := open(b)
-			svc := NewService(NewStore(d.DB), nil)
+			svc := testutil.Must(NewService(d.DB, Options{}))(b)
 			u, err := svc.Create(context.Background(), CreateInput{Email: "ada@example.com", Name: "Ada Lovelace"})
 			if err != nil {
 				b.Fatal(err)
 			}
-			a, err := httpapi.New(httpapi.Config{Jobs: d.Client(b, queue.Config{}, false), Modules: []httpapi.Module{NewHandler(svc)}})
-			if err != nil {
-				b.Fatal(err)
-			}
+			a := testutil.Must(httpapi.New(httpapi.Config{Jobs: d.Client(b, queue.Config{}, false), Modules: []httpapi.Module{NewHandler(svc)}}))(b)
 			path := "/api/v1/users/" + strconv.FormatInt(u.ID, 10)
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

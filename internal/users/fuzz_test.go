@@ -1,23 +1,12 @@
 package users
 
 import (
-	"bytes"
-	"errors"
-	"net/http/httptest"
+	"net/http"
 	"testing"
 
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
-
-// status classifies err as the API would answer it.
-func status(t *testing.T, err error) int {
-	t.Helper()
-	var e *httpapi.Error
-	if !errors.As(apiError(err, 1), &e) {
-		t.Fatalf("unclassified error %v", err)
-	}
-	return e.Status()
-}
 
 var bodySeeds = []string{
 	`{"email":"ada@example.com","name":"Ada"}`,
@@ -31,46 +20,27 @@ var bodySeeds = []string{
 // FuzzCreateUser drives the create decoder and validation with any body:
 // no panic, and never a 5xx.
 func FuzzCreateUser(f *testing.F) {
-	for _, s := range bodySeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest("POST", "/api/v1/users", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
+	testutil.FuzzBody(f, bodySeeds, "POST", "/api/v1/users", httpapi.StatusOf, func(t *testing.T, r *http.Request) error {
 		in, err := decodeCreate(r)
 		if err == nil {
-			in, err = ValidateCreate(in)
-		}
-		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
-				t.Fatalf("status %d for %q: %v", s, body, err)
-			}
-			return
+			in, err = validateCreate(in)
 		}
 		// What is accepted is normalized and within the limits.
-		if again, err := ValidateCreate(in); err != nil || again != in {
-			t.Fatalf("accepted %+v does not validate again: %v", in, err)
+		if again, aerr := validateCreate(in); err == nil && (aerr != nil || again != in) {
+			t.Fatalf("accepted %+v does not validate again: %v", in, aerr)
 		}
+		return err
 	})
 }
 
 // FuzzPatchUser drives the patch decoder and validation with any body.
 func FuzzPatchUser(f *testing.F) {
-	for _, s := range bodySeeds {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r := httptest.NewRequest("PATCH", "/api/v1/users/1", bytes.NewReader(body))
-		r.Header.Set("Content-Type", "application/json")
+	testutil.FuzzBody(f, bodySeeds, "PATCH", "/api/v1/users/1", httpapi.StatusOf, func(t *testing.T, r *http.Request) error {
 		in, err := decodePatch(r)
 		if err == nil {
-			_, err = ValidatePatch(in)
+			_, err = validatePatch(in)
 		}
-		if err != nil {
-			if s := status(t, err); s != 400 && s != 422 {
-				t.Fatalf("status %d for %q: %v", s, body, err)
-			}
-		}
+		return err
 	})
 }
 
@@ -85,12 +55,12 @@ func FuzzListUsers(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		p, err := parseList(raw)
 		if err != nil {
-			if s := status(t, err); s != 400 {
+			if s := httpapi.StatusOf(err); s != 400 {
 				t.Fatalf("status %d for %q: %v", s, raw, err)
 			}
 			return
 		}
-		if p.Limit < 1 || p.Limit > MaxListLimit || p.AfterID < 0 {
+		if p.Limit < 1 || p.Limit > maxListLimit || p.AfterID < 0 {
 			t.Fatalf("%q: %+v", raw, p)
 		}
 	})

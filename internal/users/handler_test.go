@@ -2,7 +2,6 @@ package users
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 var timeFormat = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$`)
@@ -22,10 +22,10 @@ func TestCreateAndGet(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
 		e := newEnv(t, d)
-		r := e.do("POST", "/api/v1/users", `{"email":"  Ada.Lovelace@Example.COM ","name":"  Ada Lovelace\t"}`)
+		r := e.Do("POST", "/api/v1/users", `{"email":"  Ada.Lovelace@Example.COM ","name":"  Ada Lovelace\t"}`)
 		u := decodeUser(t, r, http.StatusCreated)
-		if want := fmt.Sprintf("/api/v1/users/%d", u.ID); r.header.Get("Location") != want {
-			t.Errorf("Location %q, want %q", r.header.Get("Location"), want)
+		if want := fmt.Sprintf("/api/v1/users/%d", u.ID); r.Header.Get("Location") != want {
+			t.Errorf("Location %q, want %q", r.Header.Get("Location"), want)
 		}
 		if u.ID < 1 || u.Email != "ada.lovelace@example.com" || u.Name != "Ada Lovelace" {
 			t.Errorf("created %+v", u)
@@ -33,13 +33,13 @@ func TestCreateAndGet(t *testing.T) {
 		if want := "2026-03-04T04:06:07.123456Z"; u.CreatedAt != want || u.UpdatedAt != want {
 			t.Errorf("times %s %s, want %s (UTC, microseconds)", u.CreatedAt, u.UpdatedAt, want)
 		}
-		got := decodeUser(t, e.do("GET", r.header.Get("Location"), ""), http.StatusOK)
+		got := decodeUser(t, e.Do("GET", r.Header.Get("Location"), ""), http.StatusOK)
 		if got != u {
 			t.Errorf("GET %+v, want %+v", got, u)
 		}
 
 		// A whole second still shows six fractional digits.
-		e.clock.advance(-123456789 * time.Nanosecond)
+		e.clock.Advance(-123456789 * time.Nanosecond)
 		u2 := e.create("b@example.org", "B")
 		if u2.CreatedAt != "2026-03-04T04:06:07.000000Z" || u2.ID <= u.ID {
 			t.Errorf("second user %+v", u2)
@@ -81,8 +81,8 @@ func TestCreateValidation(t *testing.T) {
 			{`{"email":"ada@example.com","name":"A\u0085da"}`, []string{"name"}},
 			{`{"email":"nope","name":"\u007f"}`, []string{"email", "name"}},
 		} {
-			p := problemOf(t, e.do("POST", "/api/v1/users", tc.body), http.StatusUnprocessableEntity)
-			if got := fieldsOf(p); !slices.Equal(got, tc.fields) || p.Code != "validation" {
+			p := testutil.ProblemOf(t, e.Do("POST", "/api/v1/users", tc.body), http.StatusUnprocessableEntity)
+			if got := p.Fields(); !slices.Equal(got, tc.fields) || p.Code != "validation" {
 				t.Errorf("%s: fields %v, want %v (%+v)", tc.body, got, tc.fields, p)
 			}
 		}
@@ -118,13 +118,13 @@ func TestMalformedRequests(t *testing.T) {
 			{"PATCH", path, `{"name":"x"`, 400, ""},
 			{"PATCH", path, ``, 415, ""},
 		} {
-			p := problemOf(t, e.do(tc.method, tc.path, tc.body), tc.status)
-			if tc.field != "" && !slices.Contains(fieldsOf(p), tc.field) {
-				t.Errorf("%s %s: fields %v lack %q", tc.method, tc.body, fieldsOf(p), tc.field)
+			p := testutil.ProblemOf(t, e.Do(tc.method, tc.path, tc.body), tc.status)
+			if tc.field != "" && !slices.Contains(p.Fields(), tc.field) {
+				t.Errorf("%s %s: fields %v lack %q", tc.method, tc.body, p.Fields(), tc.field)
 			}
 		}
-		problemOf(t, e.do("POST", "/api/v1/users", "email=a@b.cd", "application/x-www-form-urlencoded"), 415)
-		if got := decodeUser(t, e.do("GET", path, ""), 200); got != u {
+		testutil.ProblemOf(t, e.Do("POST", "/api/v1/users", "email=a@b.cd", "Content-Type", "application/x-www-form-urlencoded"), 415)
+		if got := decodeUser(t, e.Do("GET", path, ""), 200); got != u {
 			t.Errorf("user changed by refused requests: %+v", got)
 		}
 	})
@@ -135,62 +135,24 @@ func TestDuplicateEmail(t *testing.T) {
 	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
 		e := newEnv(t, d)
 		e.create("ada@example.com", "Ada")
-		p := problemOf(t, e.do("POST", "/api/v1/users", `{"email":" ADA@example.com","name":"Other"}`), http.StatusConflict)
-		if !slices.Equal(fieldsOf(p), []string{"email"}) || p.Code != "conflict" {
+		p := testutil.ProblemOf(t, e.Do("POST", "/api/v1/users", `{"email":" ADA@example.com","name":"Other"}`), http.StatusConflict)
+		if !slices.Equal(p.Fields(), []string{"email"}) || p.Code != "conflict" {
 			t.Errorf("duplicate: %+v", p)
 		}
 		b := e.create("bob@example.com", "Bob")
-		p = problemOf(t, e.do("PATCH", fmt.Sprintf("/api/v1/users/%d", b.ID), `{"email":"Ada@Example.com"}`), http.StatusConflict)
-		if !slices.Equal(fieldsOf(p), []string{"email"}) {
+		p = testutil.ProblemOf(t, e.Do("PATCH", fmt.Sprintf("/api/v1/users/%d", b.ID), `{"email":"Ada@Example.com"}`), http.StatusConflict)
+		if !slices.Equal(p.Fields(), []string{"email"}) {
 			t.Errorf("patch to a taken email: %+v", p)
 		}
 		// Keeping one's own email is not a conflict.
-		decodeUser(t, e.do("PATCH", fmt.Sprintf("/api/v1/users/%d", b.ID), `{"email":"BOB@example.com"}`), 200)
-	})
-}
-
-func TestPathIDs(t *testing.T) {
-	t.Parallel()
-	dbtest.Each(t, func(t *testing.T, d *dbtest.Env) {
-		e := newEnv(t, d)
-		for _, id := range []string{"abc", "0", "-1", "+1", "1.5", "1e3", "9223372036854775808", "99999999999999999999", "%20"} {
-			for _, m := range []string{"GET", "PATCH", "DELETE"} {
-				body := ""
-				if m == "PATCH" {
-					body = `{"name":"X"}`
-				}
-				p := problemOf(t, e.do(m, "/api/v1/users/"+id, body), http.StatusBadRequest)
-				if !slices.Equal(fieldsOf(p), []string{"id"}) {
-					t.Errorf("%s %s: %+v", m, id, p)
-				}
-			}
-		}
-		problemOf(t, e.do("GET", "/api/v1/users/9223372036854775807", ""), http.StatusNotFound)
-		problemOf(t, e.do("GET", "/api/v1/users/12345", ""), http.StatusNotFound)
-		problemOf(t, e.do("PATCH", "/api/v1/users/12345", `{"name":"X"}`), http.StatusNotFound)
-		problemOf(t, e.do("PATCH", "/api/v1/users/12345", `{}`), http.StatusNotFound)
-		problemOf(t, e.do("DELETE", "/api/v1/users/12345", ""), http.StatusNotFound)
+		decodeUser(t, e.Do("PATCH", fmt.Sprintf("/api/v1/users/%d", b.ID), `{"email":"BOB@example.com"}`), 200)
 	})
 }
 
 // listPage fetches a page and returns its users and next cursor.
 func (e *env) listPage(query string) ([]user, *string) {
 	e.t.Helper()
-	r := e.do("GET", "/api/v1/users?"+query, "")
-	if r.status != 200 {
-		e.t.Fatalf("list %q: %d %s", query, r.status, r.body)
-	}
-	var page struct {
-		Users []user  `json:"users"`
-		Next  *string `json:"next"`
-	}
-	if err := json.Unmarshal(r.body, &page); err != nil {
-		e.t.Fatal(err)
-	}
-	if page.Users == nil {
-		e.t.Fatalf("list %q: users is %s, want an array", query, r.body)
-	}
-	return page.Users, page.Next
+	return testutil.Page[user](e.t, e.Do("GET", "/api/v1/users?"+query, ""), "users")
 }
 
 func ids(us []user) []int64 {
@@ -302,13 +264,6 @@ func TestListRejects(t *testing.T) {
 			query  string
 			fields []string
 		}{
-			{"limit=0", []string{"limit"}},
-			{"limit=1001", []string{"limit"}},
-			{"limit=x", []string{"limit"}},
-			{"limit=1&limit=2", []string{"limit"}},
-			{"after=0", []string{"after"}},
-			{"after=-5", []string{"after"}},
-			{"after=x", []string{"after"}},
 			{"email=", []string{"email"}},
 			{"email=a%00b", []string{"email"}},
 			{"email=%FF", []string{"email"}},
@@ -316,19 +271,13 @@ func TestListRejects(t *testing.T) {
 			{"q=a%00", []string{"q"}},
 			{"q=a&q=b", []string{"q"}},
 			{"q=" + strings.Repeat("x", 255), []string{"q"}},
-			{"colour=red", []string{"colour"}},
 			{"zeta=1&Email=x&limit=5", []string{"Email", "zeta"}},
 		} {
-			p := problemOf(t, e.do("GET", "/api/v1/users?"+tc.query, ""), http.StatusBadRequest)
-			if !slices.Equal(fieldsOf(p), tc.fields) {
-				t.Errorf("%s: fields %v, want %v", tc.query, fieldsOf(p), tc.fields)
+			p := testutil.ProblemOf(t, e.Do("GET", "/api/v1/users?"+tc.query, ""), http.StatusBadRequest)
+			if !slices.Equal(p.Fields(), tc.fields) {
+				t.Errorf("%s: fields %v, want %v", tc.query, p.Fields(), tc.fields)
 			}
 		}
-		p := problemOf(t, e.do("GET", "/api/v1/users?a=1&b=2", ""), http.StatusBadRequest)
-		if !strings.Contains(p.Detail, `"a"`) || !strings.Contains(p.Detail, `"b"`) {
-			t.Errorf("detail %q does not name both parameters", p.Detail)
-		}
-		problemOf(t, e.do("GET", "/api/v1/users?%zz", ""), http.StatusBadRequest)
 	})
 }
 
@@ -339,24 +288,24 @@ func TestPatch(t *testing.T) {
 		u := e.create("ada@example.com", "Ada")
 		path := fmt.Sprintf("/api/v1/users/%d", u.ID)
 
-		e.clock.advance(time.Second)
-		got := decodeUser(t, e.do("PATCH", path, `{"name":"  Ada King "}`), http.StatusOK)
+		e.clock.Advance(time.Second)
+		got := decodeUser(t, e.Do("PATCH", path, `{"name":"  Ada King "}`), http.StatusOK)
 		if got.Name != "Ada King" || got.Email != u.Email || got.CreatedAt != u.CreatedAt || got.UpdatedAt != "2026-03-04T04:06:08.123456Z" {
 			t.Errorf("patched name: %+v", got)
 		}
-		e.clock.advance(time.Second)
-		got = decodeUser(t, e.do("PATCH", path, `{"email":"Countess@Example.org"}`), http.StatusOK)
+		e.clock.Advance(time.Second)
+		got = decodeUser(t, e.Do("PATCH", path, `{"email":"Countess@Example.org"}`), http.StatusOK)
 		if got.Email != "countess@example.org" || got.Name != "Ada King" || got.UpdatedAt != "2026-03-04T04:06:09.123456Z" {
 			t.Errorf("patched email: %+v", got)
 		}
-		e.clock.advance(time.Second)
-		both := decodeUser(t, e.do("PATCH", path, `{"email":"a@b.cd","name":"A"}`), http.StatusOK)
+		e.clock.Advance(time.Second)
+		both := decodeUser(t, e.Do("PATCH", path, `{"email":"a@b.cd","name":"A"}`), http.StatusOK)
 		if both.Email != "a@b.cd" || both.Name != "A" {
 			t.Errorf("patched both: %+v", both)
 		}
 		// An empty patch changes nothing, not even updated_at.
-		e.clock.advance(time.Second)
-		if same := decodeUser(t, e.do("PATCH", path, `{}`), http.StatusOK); same != both {
+		e.clock.Advance(time.Second)
+		if same := decodeUser(t, e.Do("PATCH", path, `{}`), http.StatusOK); same != both {
 			t.Errorf("empty patch: %+v, want %+v", same, both)
 		}
 		for _, tc := range []struct {
@@ -369,12 +318,12 @@ func TestPatch(t *testing.T) {
 			{`{"email":"nope","name":"\u0007"}`, []string{"email", "name"}},
 			{`{"email":"ok@example.com","name":"` + strings.Repeat("x", 201) + `"}`, []string{"name"}},
 		} {
-			p := problemOf(t, e.do("PATCH", path, tc.body), http.StatusUnprocessableEntity)
-			if !slices.Equal(fieldsOf(p), tc.fields) {
-				t.Errorf("%s: fields %v, want %v", tc.body, fieldsOf(p), tc.fields)
+			p := testutil.ProblemOf(t, e.Do("PATCH", path, tc.body), http.StatusUnprocessableEntity)
+			if !slices.Equal(p.Fields(), tc.fields) {
+				t.Errorf("%s: fields %v, want %v", tc.body, p.Fields(), tc.fields)
 			}
 		}
-		if after := decodeUser(t, e.do("GET", path, ""), http.StatusOK); after != both {
+		if after := decodeUser(t, e.Do("GET", path, ""), http.StatusOK); after != both {
 			t.Errorf("refused patches changed the user: %+v", after)
 		}
 	})
@@ -409,24 +358,26 @@ func TestDelete(t *testing.T) {
 		e := newEnv(t, d)
 		ada := e.create("ada@example.com", "Ada")
 		bob := e.create("bob@example.com", "Bob")
-		r := e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), "")
-		if r.status != http.StatusNoContent || len(r.body) != 0 {
-			t.Fatalf("delete: %d %q", r.status, r.body)
+		r := e.Do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), "")
+		if r.Status != http.StatusNoContent || len(r.Body) != 0 {
+			t.Fatalf("delete: %d %q", r.Status, r.Body)
 		}
-		problemOf(t, e.do("GET", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
-		problemOf(t, e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("GET", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("DELETE", fmt.Sprintf("/api/v1/users/%d", bob.ID), ""), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("PATCH", fmt.Sprintf("/api/v1/users/%d", bob.ID), `{"name":"X"}`), http.StatusNotFound)
+		testutil.ProblemOf(t, e.Do("PATCH", fmt.Sprintf("/api/v1/users/%d", bob.ID), `{}`), http.StatusNotFound)
 
 		order := insertOrder(t, e, ada.ID)
-		p := problemOf(t, e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusConflict)
+		p := testutil.ProblemOf(t, e.Do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusConflict)
 		if !strings.Contains(p.Detail, "has orders") || p.Code != "conflict" {
 			t.Errorf("delete with orders: %+v", p)
 		}
-		decodeUser(t, e.do("GET", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusOK)
+		decodeUser(t, e.Do("GET", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""), http.StatusOK)
 		if _, err := e.db.W.ExecContext(context.Background(), e.db.Rebind("DELETE FROM orders WHERE id = ?"), order); err != nil {
 			t.Fatal(err)
 		}
-		if r := e.do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""); r.status != http.StatusNoContent {
-			t.Errorf("delete after its orders: %d %s", r.status, r.body)
+		if r := e.Do("DELETE", fmt.Sprintf("/api/v1/users/%d", ada.ID), ""); r.Status != http.StatusNoContent {
+			t.Errorf("delete after its orders: %d %s", r.Status, r.Body)
 		}
 		// The email is free again.
 		e.create("ada@example.com", "Ada again")
@@ -438,71 +389,7 @@ func TestDelete(t *testing.T) {
 
 func TestOpenAPI(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, dbtest.SQLite(t))
-	for _, m := range e.api.DocMismatches() {
+	for _, m := range newEnv(t, dbtest.SQLite(t)).api.DocMismatches() {
 		t.Error(m)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal(e.api.Doc(), &doc); err != nil {
-		t.Fatal(err)
-	}
-	for _, ref := range refs(doc) {
-		if !resolves(doc, ref) {
-			t.Errorf("$ref %s does not resolve", ref)
-		}
-	}
-	var frag struct {
-		Paths map[string]map[string]any `json:"paths"`
-	}
-	if err := json.Unmarshal(openAPI, &frag); err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for path, ops := range frag.Paths {
-		if !strings.HasPrefix(path, "/api/v1/") {
-			t.Errorf("path %s is outside /api/v1/", path)
-		}
-		n += len(ops)
-	}
-	if n != len(NewHandler(nil).Routes()) {
-		t.Errorf("%d documented operations, %d routes", n, len(NewHandler(nil).Routes()))
-	}
-}
-
-// refs returns every $ref in v.
-func refs(v any) []string {
-	var out []string
-	switch v := v.(type) {
-	case map[string]any:
-		for k, x := range v {
-			if s, ok := x.(string); ok && k == "$ref" {
-				out = append(out, s)
-			}
-			out = append(out, refs(x)...)
-		}
-	case []any:
-		for _, x := range v {
-			out = append(out, refs(x)...)
-		}
-	}
-	return out
-}
-
-// resolves reports whether a local $ref names something in doc.
-func resolves(doc map[string]any, ref string) bool {
-	path, ok := strings.CutPrefix(ref, "#/")
-	if !ok {
-		return false
-	}
-	var cur any = doc
-	for part := range strings.SplitSeq(path, "/") {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return false
-		}
-		if cur, ok = m[part]; !ok {
-			return false
-		}
-	}
-	return true
 }

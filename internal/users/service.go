@@ -5,6 +5,7 @@ package users
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
 )
 
@@ -22,26 +24,6 @@ const (
 	// MaxName is the longest name, in characters.
 	MaxName = 200
 )
-
-// FieldError names one unacceptable field and says what is wrong with it.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-// ValidationError lists every unacceptable field of one request.
-type ValidationError struct {
-	Fields []FieldError
-}
-
-// Error lists the bad fields and what is wrong with each.
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Fields))
-	for i, f := range e.Fields {
-		msgs[i] = f.Field + ": " + f.Message
-	}
-	return "invalid user: " + strings.Join(msgs, "; ")
-}
 
 // CreateInput is a new user as a client sent it.
 type CreateInput struct {
@@ -55,19 +37,28 @@ type PatchInput struct {
 	Name  *string
 }
 
-// Service applies the rules of users over a [Store].
+// Options configure a [Service].
+type Options struct {
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Service applies the rules of users over their table.
 type Service struct {
-	store *Store
+	db    *database.DB
+	store *store
 	now   func() time.Time
 }
 
-// NewService returns a service on s; now is its clock (nil means
-// time.Now).
-func NewService(s *Store, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the users in db.
+func NewService(db *database.DB, o Options) (*Service, error) {
+	if db == nil {
+		return nil, errors.New("users: NewService needs a database")
 	}
-	return &Service{store: s, now: now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, store: newStore(db), now: o.Now}, nil
 }
 
 // timestamp is the service's clock in UTC at the databases' precision
@@ -76,17 +67,17 @@ func (s *Service) timestamp() time.Time {
 	return s.now().UTC().Truncate(time.Microsecond)
 }
 
-// ValidateCreate checks and normalizes in: every bad field is listed in
-// one *[ValidationError].
-func ValidateCreate(in CreateInput) (CreateInput, error) {
+// validateCreate checks and normalizes in: every bad field is listed in
+// one validation error.
+func validateCreate(in CreateInput) (CreateInput, error) {
 	var v validator
 	in.Email = v.email(in.Email)
 	in.Name = v.name(in.Name)
 	return in, v.err()
 }
 
-// ValidatePatch checks and normalizes the fields in sets.
-func ValidatePatch(in PatchInput) (PatchInput, error) {
+// validatePatch checks and normalizes the fields in sets.
+func validatePatch(in PatchInput) (PatchInput, error) {
 	var v validator
 	if in.Email != nil {
 		e := v.email(*in.Email)
@@ -99,17 +90,17 @@ func ValidatePatch(in PatchInput) (PatchInput, error) {
 	return in, v.err()
 }
 
-// Create validates in and stores a new user. Errors: *[ValidationError],
-// [ErrEmailTaken] (wrapped).
+// Create validates in and stores a new user. Errors: a validation error
+// naming every bad field, [ErrEmailTaken] (wrapped).
 func (s *Service) Create(ctx context.Context, in CreateInput) (User, error) {
-	in, err := ValidateCreate(in)
+	in, err := validateCreate(in)
 	if err != nil {
 		return User{}, err
 	}
 	now := s.timestamp()
-	u, err := database.Once(ctx, s.store.db, func(tx *sql.Tx) (User, error) {
+	u, err := database.Once(ctx, s.db, func(tx *sql.Tx) (User, error) {
 		u := User{Email: in.Email, Name: in.Name, CreatedAt: now, UpdatedAt: now}
-		err := s.store.Insert(ctx, tx, &u)
+		err := s.store.insert(ctx, tx, &u)
 		return u, err
 	})
 	if err != nil {
@@ -120,49 +111,38 @@ func (s *Service) Create(ctx context.Context, in CreateInput) (User, error) {
 
 // Get returns user id; a missing user is [ErrNotFound] (wrapped).
 func (s *Service) Get(ctx context.Context, id int64) (User, error) {
-	return s.store.Get(ctx, id)
+	return s.store.get(ctx, id)
 }
 
 // List returns a page of users, newest first.
 func (s *Service) List(ctx context.Context, p ListParams) ([]User, error) {
-	return s.store.List(ctx, p)
+	return s.store.list(ctx, p)
 }
 
-// Update changes the fields in sets and returns the user. Errors:
-// *[ValidationError], [ErrNotFound], [ErrEmailTaken] (wrapped). A patch
+// Update changes the fields in sets and returns the user. Errors: a
+// validation error, [ErrNotFound], [ErrEmailTaken] (wrapped). A patch
 // that sets nothing returns the user unchanged.
 func (s *Service) Update(ctx context.Context, id int64, in PatchInput) (User, error) {
-	in, err := ValidatePatch(in)
+	in, err := validatePatch(in)
 	if err != nil {
 		return User{}, err
 	}
 	if in.Email == nil && in.Name == nil {
-		return s.store.Get(ctx, id)
+		return s.store.get(ctx, id)
 	}
-	return s.store.Update(ctx, id, in.Email, in.Name, s.timestamp())
+	return s.store.update(ctx, id, in.Email, in.Name, s.timestamp())
 }
 
 // Delete removes user id. Errors: [ErrNotFound], [ErrHasOrders]
 // (wrapped).
 func (s *Service) Delete(ctx context.Context, id int64) error {
-	return s.store.Delete(ctx, id)
+	return s.store.delete(ctx, id)
 }
 
 // validator collects field errors.
-type validator struct {
-	fields []FieldError
-}
+type validator struct{ apperr.Fields }
 
-func (v *validator) bad(field, msg string) {
-	v.fields = append(v.fields, FieldError{field, msg})
-}
-
-func (v *validator) err() error {
-	if len(v.fields) == 0 {
-		return nil
-	}
-	return &ValidationError{Fields: v.fields}
-}
+func (v *validator) err() error { return v.Err() }
 
 // email returns s trimmed and lower-cased, recording what is wrong with
 // it, if anything.
@@ -170,11 +150,11 @@ func (v *validator) email(s string) string {
 	s = strings.ToLower(strings.TrimSpace(s))
 	switch {
 	case s == "":
-		v.bad("email", "is required")
+		v.Add("email", "is required")
 	case utf8.RuneCountInString(s) > MaxEmail:
-		v.bad("email", fmt.Sprintf("must be at most %d characters", MaxEmail))
+		v.Add("email", "must be at most %d characters", MaxEmail)
 	case !plausibleEmail(s):
-		v.bad("email", "must be a plain email address such as ada@example.com")
+		v.Add("email", "must be a plain email address such as ada@example.com")
 	}
 	return s
 }
@@ -196,11 +176,11 @@ func (v *validator) name(s string) string {
 	s = strings.TrimSpace(s)
 	switch {
 	case s == "":
-		v.bad("name", "is required")
+		v.Add("name", "is required")
 	case utf8.RuneCountInString(s) > MaxName:
-		v.bad("name", fmt.Sprintf("must be at most %d characters", MaxName))
+		v.Add("name", "must be at most %d characters", MaxName)
 	case strings.ContainsFunc(s, unicode.IsControl):
-		v.bad("name", "must not contain control characters")
+		v.Add("name", "must not contain control characters")
 	}
 	return s
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database"
 )
 
@@ -21,28 +22,32 @@ type User struct {
 	UpdatedAt time.Time
 }
 
-// Errors of the store, returned wrapped.
+// Errors of the store, returned wrapped; test for them with errors.Is.
 var (
 	// ErrNotFound: no user has the id.
-	ErrNotFound = errors.New("user not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "user not found")
 	// ErrEmailTaken: another user already has the email.
-	ErrEmailTaken = errors.New("email is already taken")
+	ErrEmailTaken = &apperr.Error{Code: apperr.CodeConflict, Message: "another user already has this email",
+		Fields: []apperr.FieldError{{Field: "email", Message: "is already taken"}}}
 	// ErrHasOrders: the user cannot be deleted while orders refer to it.
-	ErrHasOrders = errors.New("user has orders")
+	ErrHasOrders = apperr.New(apperr.CodeConflict, "user has orders")
 )
+
+// notFound is the error for user id, which does not exist.
+func notFound(id int64) error { return apperr.Wrapf(ErrNotFound, "user %d does not exist", id) }
 
 const columns = "id, email, name, created_at, updated_at"
 
-// Store reads and writes the users table.
-type Store struct {
+// store reads and writes the users table.
+type store struct {
 	db *database.DB
 	// Fixed queries, rebound for the dialect once.
 	qGet, qInsert, qUpdate, qDelete string
 }
 
-// NewStore returns a store on db.
-func NewStore(db *database.DB) *Store {
-	return &Store{
+// newStore returns a store on db.
+func newStore(db *database.DB) *store {
+	return &store{
 		db:      db,
 		qGet:    db.Rebind("SELECT " + columns + " FROM users WHERE id = ?"),
 		qInsert: db.Rebind("INSERT INTO users (email, name, created_at, updated_at) VALUES (?, ?, ?, ?) RETURNING id"),
@@ -51,30 +56,28 @@ func NewStore(db *database.DB) *Store {
 	}
 }
 
-type scanner interface {
-	Scan(dest ...any) error
-}
-
-func scanUser(row scanner, u *User) error {
-	return row.Scan(&u.ID, &u.Email, &u.Name, database.ScanTime(&u.CreatedAt), database.ScanTime(&u.UpdatedAt))
-}
-
-// Get returns the user with id, or an error wrapping [ErrNotFound]. It is
-// one primary-key SELECT on the read handle.
-func (s *Store) Get(ctx context.Context, id int64) (User, error) {
+func scanUser(row database.Scanner) (User, error) {
 	var u User
-	if err := scanUser(s.db.R.QueryRowContext(ctx, s.qGet, id), &u); err != nil {
+	err := row.Scan(&u.ID, &u.Email, &u.Name, database.ScanTime(&u.CreatedAt), database.ScanTime(&u.UpdatedAt))
+	return u, err
+}
+
+// get returns the user with id, or an error wrapping [ErrNotFound]. It is
+// one primary-key SELECT on the read handle.
+func (s *store) get(ctx context.Context, id int64) (User, error) {
+	u, err := scanUser(s.db.R.QueryRowContext(ctx, s.qGet, id))
+	if err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return u, fmt.Errorf("user %d: %w", id, ErrNotFound)
+			return u, notFound(id)
 		}
 		return u, fmt.Errorf("get user %d: %w", id, err)
 	}
 	return u, nil
 }
 
-// Insert stores u (its email, name and times) and sets u.ID. A taken
+// insert stores u (its email, name and times) and sets u.ID. A taken
 // email is an error wrapping [ErrEmailTaken].
-func (s *Store) Insert(ctx context.Context, q database.Querier, u *User) error {
+func (s *store) insert(ctx context.Context, q database.Querier, u *User) error {
 	err := q.QueryRowContext(ctx, s.qInsert, u.Email, u.Name, s.db.Time(u.CreatedAt), s.db.Time(u.UpdatedAt)).Scan(&u.ID)
 	if err != nil {
 		if database.IsUniqueViolation(err) {
@@ -85,15 +88,14 @@ func (s *Store) Insert(ctx context.Context, q database.Querier, u *User) error {
 	return nil
 }
 
-// Update sets the email and name of user id to those that are not nil,
+// update sets the email and name of user id to those that are not nil,
 // and its updated_at to now, and returns the user as stored. A missing
 // user is [ErrNotFound], a taken email [ErrEmailTaken] (both wrapped).
-func (s *Store) Update(ctx context.Context, id int64, email, name *string, now time.Time) (User, error) {
-	var u User
-	err := scanUser(s.db.W.QueryRowContext(ctx, s.qUpdate, nullable(email), nullable(name), s.db.Time(now), id), &u)
+func (s *store) update(ctx context.Context, id int64, email, name *string, now time.Time) (User, error) {
+	u, err := scanUser(s.db.W.QueryRowContext(ctx, s.qUpdate, nullable(email), nullable(name), s.db.Time(now), id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return u, fmt.Errorf("update user %d: %w", id, ErrNotFound)
+		return u, notFound(id)
 	case database.IsUniqueViolation(err):
 		return u, fmt.Errorf("update user %d: %w", id, ErrEmailTaken)
 	case err != nil:
@@ -109,22 +111,17 @@ func nullable(s *string) any {
 	return *s
 }
 
-// Delete removes user id. A missing user is [ErrNotFound]; a user that
+// delete removes user id. A missing user is [ErrNotFound]; a user that
 // orders still refer to is [ErrHasOrders] (both wrapped).
-func (s *Store) Delete(ctx context.Context, id int64) error {
-	res, err := s.db.W.ExecContext(ctx, s.qDelete, id)
-	if err != nil {
-		if database.IsForeignKeyViolation(err) {
-			return fmt.Errorf("delete user %d: %w", id, ErrHasOrders)
-		}
+func (s *store) delete(ctx context.Context, id int64) error {
+	n, err := database.Exec(ctx, s.db.W, s.qDelete, id)
+	switch {
+	case database.IsForeignKeyViolation(err):
+		return apperr.Wrapf(ErrHasOrders, "user %d has orders and cannot be deleted; delete the orders first", id)
+	case err != nil:
 		return fmt.Errorf("delete user %d: %w", id, err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("delete user %d: %w", id, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("delete user %d: %w", id, ErrNotFound)
+	case n == 0:
+		return notFound(id)
 	}
 	return nil
 }
@@ -144,44 +141,23 @@ type ListParams struct {
 	Limit int
 }
 
-// List returns the users p selects, newest (highest id) first.
-func (s *Store) List(ctx context.Context, p ListParams) ([]User, error) {
-	var b strings.Builder
-	args := make([]any, 0, 5)
-	b.WriteString("SELECT " + columns + " FROM users WHERE 1 = 1")
+// list returns the users p selects, newest (highest id) first.
+func (s *store) list(ctx context.Context, p ListParams) ([]User, error) {
+	q := database.NewSelect("SELECT " + columns + " FROM users")
 	if p.Email != "" {
-		b.WriteString(" AND email = ?")
-		args = append(args, p.Email)
+		q.Where("email = ?", p.Email)
 	}
 	if p.Search != "" {
 		low := "%" + escapeLike(strings.ToLower(p.Search)) + "%"
 		raw := "%" + escapeLike(p.Search) + "%"
-		b.WriteString(` AND (lower(name) LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR email LIKE ? ESCAPE '\')`)
-		args = append(args, low, raw, low)
+		q.Where(`(lower(name) LIKE ? ESCAPE '\' OR name LIKE ? ESCAPE '\' OR email LIKE ? ESCAPE '\')`, low, raw, low)
 	}
-	if p.AfterID > 0 {
-		b.WriteString(" AND id < ?")
-		args = append(args, p.AfterID)
-	}
-	b.WriteString(" ORDER BY id DESC LIMIT ?")
-	args = append(args, p.Limit)
-	rows, err := s.db.R.QueryContext(ctx, s.db.Rebind(b.String()), args...)
+	query, args := q.Newest(p.AfterID, p.Limit)
+	us, err := database.QueryAll(ctx, s.db.R, s.db.Rebind(query), args, scanUser)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
-	defer rows.Close()
-	out := make([]User, 0, min(p.Limit, 128))
-	for rows.Next() {
-		var u User
-		if err := scanUser(rows, &u); err != nil {
-			return nil, fmt.Errorf("list users: %w", err)
-		}
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list users: %w", err)
-	}
-	return out, nil
+	return us, nil
 }
 
 // escapeLike escapes the LIKE wildcards of s with backslashes.

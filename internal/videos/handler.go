@@ -2,7 +2,6 @@ package videos
 
 import (
 	_ "embed"
-	"errors"
 	"fmt"
 	"math"
 	"mime"
@@ -21,18 +20,11 @@ var openAPI []byte
 
 // Handler serves the videos API. It implements httpapi.Module.
 type Handler struct {
-	s         *Service
-	maxUpload int64
+	s *Service
 }
 
-// NewHandler returns the HTTP handler of s, accepting uploads of up to
-// maxUpload bytes (0 means [DefaultMaxUpload]).
-func NewHandler(s *Service, maxUpload int64) *Handler {
-	if maxUpload <= 0 {
-		maxUpload = DefaultMaxUpload
-	}
-	return &Handler{s: s, maxUpload: maxUpload}
-}
+// NewHandler returns the HTTP handler of s.
+func NewHandler(s *Service) *Handler { return &Handler{s: s} }
 
 var _ httpapi.Module = (*Handler)(nil)
 
@@ -42,8 +34,8 @@ const uploadTimeout = 15 * time.Minute
 // Routes returns the videos routes.
 func (h *Handler) Routes() []httpapi.Route {
 	return []httpapi.Route{
-		{Pattern: "POST " + httpapi.Prefix + "/videos", Handler: h.create, BodyLimit: h.maxUpload, ReadTimeout: uploadTimeout},
-		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}", Handler: h.get},
+		{Pattern: "POST " + httpapi.Prefix + "/videos", Handler: h.create, BodyLimit: h.s.MaxUploadBytes(), ReadTimeout: uploadTimeout},
+		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) videoResponse { return toResponse(st.Record, st.Job) })},
 		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}/thumbnail", Handler: h.thumbnail},
 	}
 }
@@ -143,12 +135,13 @@ const (
 	statusFailed  = "failed"
 )
 
-func jobPath(id int64) string { return fmt.Sprintf("%s/jobs/%d", httpapi.Prefix, id) }
+// thumbnailPath is the API path of video id's thumbnail.
+func thumbnailPath(id int64) string { return fmt.Sprintf("%s/videos/%d/thumbnail", httpapi.Prefix, id) }
 
 func toResponse(v Video, j *queue.Job) videoResponse {
 	out := videoResponse{
 		ID: v.ID, Filename: v.Filename, At: float64(v.AtMS) / 1000, Width: v.Width,
-		Status: statusPending, JobID: v.JobID, Job: jobPath(v.JobID), CreatedAt: v.CreatedAt,
+		Status: statusPending, JobID: v.JobID, Job: httpapi.JobPath(v.JobID), CreatedAt: v.CreatedAt,
 	}
 	if j != nil {
 		out.JobState, out.Progress = string(j.State), j.Progress
@@ -156,7 +149,7 @@ func toResponse(v Video, j *queue.Job) videoResponse {
 	switch {
 	case v.Done():
 		out.Status, out.Progress = statusDone, 100
-		out.Thumbnail = &thumbInfo{URL: ThumbnailPath(v.ID), Width: v.ThumbnailWidth, Height: v.ThumbnailHeight}
+		out.Thumbnail = &thumbInfo{URL: thumbnailPath(v.ID), Width: v.ThumbnailWidth, Height: v.ThumbnailHeight}
 	case v.Error != "":
 		out.Status, out.Error = statusFailed, &v.Error
 	case j != nil && (j.State == queue.StateFailed || j.State == queue.StateCancelled):
@@ -177,7 +170,7 @@ func toResponse(v Video, j *queue.Job) videoResponse {
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	// Refuse before reading a large body for nothing.
 	if err := h.s.Available(); err != nil {
-		writeError(w, r, err)
+		httpapi.WriteError(w, r, err)
 		return
 	}
 	p, err := parseCreate(r.URL.Query())
@@ -190,35 +183,15 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	v, err := h.s.Upload(r.Context(), ct, r.Body, h.maxUpload, p.filename, p.atMS, p.width)
-	if err != nil {
-		switch {
-		case errors.Is(err, blobs.ErrTooLarge):
-			err = httpapi.Errorf(httpapi.CodeTooLarge, "the video is over the upload limit of %d bytes", h.maxUpload)
-		case errors.Is(err, ErrEmpty):
-			err = httpapi.Errorf(httpapi.CodeInvalid, "the body is empty; send the video as the request body")
-		}
-		writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", jobPath(v.JobID))
-	out := toResponse(v, nil)
-	out.JobState = string(queue.StateAvailable)
-	httpapi.WriteJSON(w, r, http.StatusAccepted, out)
-}
-
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
+	v, err := h.s.Upload(r.Context(), ct, r.Body, p.filename, p.atMS, p.width)
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	v, j, err := h.s.Get(r.Context(), id)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, toResponse(v, j))
+	w.Header().Set("Location", httpapi.JobPath(v.JobID))
+	out := toResponse(v, nil)
+	out.JobState = string(queue.StateAvailable)
+	httpapi.WriteJSON(w, r, http.StatusAccepted, out)
 }
 
 func (h *Handler) thumbnail(w http.ResponseWriter, r *http.Request) {
@@ -227,30 +200,10 @@ func (h *Handler) thumbnail(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	v, _, err := h.s.Get(r.Context(), id)
-	if err == nil && !v.Done() {
-		err = fmt.Errorf("video %d: %w", id, ErrNotReady)
-	}
+	v, err := h.s.Thumbnail(r.Context(), id)
 	if err != nil {
-		writeError(w, r, err)
+		httpapi.WriteError(w, r, err)
 		return
 	}
-	blobs.Serve(w, r, h.s.blobs, v.ThumbnailBlobID, fmt.Sprintf("%s-%d.jpg", strings.TrimSuffix(v.Filename, ".mp4"), v.ID))
-}
-
-// writeError maps the service's errors to problems.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, ErrNotFound):
-		err = &httpapi.Error{Code: httpapi.CodeNotFound, Message: "no video has this id", Err: err}
-	case errors.Is(err, ErrNotReady):
-		err = &httpapi.Error{Code: httpapi.CodeConflict, Message: "the thumbnail is not made (yet); poll the video until its status is done", Err: err}
-	case errors.Is(err, queue.ErrKindUnavailable):
-		err = &httpapi.Error{Code: httpapi.CodeValidation, Message: err.Error(), Err: err}
-	case errors.Is(err, queue.ErrUnknownKind):
-		// The engine was set up without RegisterKinds: a deployment
-		// fault, not bad input.
-		err = &httpapi.Error{Code: httpapi.CodeInternal, Err: err}
-	}
-	httpapi.WriteError(w, r, err)
+	blobs.Serve(w, r, h.s.Blobs(), v.ThumbnailBlobID, fmt.Sprintf("%s-%d.jpg", strings.TrimSuffix(v.Filename, ".mp4"), v.ID))
 }

@@ -21,8 +21,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -47,19 +49,21 @@ const (
 // Errors of the service; test for them with errors.Is.
 var (
 	// ErrNotFound means no video has the id.
-	ErrNotFound = errors.New("video not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "no video has this id")
 	// ErrNotReady means the video's thumbnail is not made (yet).
-	ErrNotReady = errors.New("thumbnail not ready")
+	ErrNotReady = apperr.New(apperr.CodeConflict, "the thumbnail is not made (yet); poll the video until its status is done")
 	// ErrEmpty means an upload had no content.
-	ErrEmpty = errors.New("the video is empty")
+	ErrEmpty = apperr.New(apperr.CodeInvalid, "the body is empty; send the video as the request body")
+	// ErrTooLarge means an upload passed [Options].MaxUploadBytes.
+	ErrTooLarge = apperr.New(apperr.CodeTooLarge, "the video is over the upload limit")
 )
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
+// Jobs is what the service needs of the job engine: enqueueing its jobs,
+// checking that it can, and reading them back. *queue.Client satisfies
+// it.
 type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
+	enqueue.Jobs
 	ValidateInsert(p queue.InsertParams) error
-	Get(ctx context.Context, id int64) (*queue.Job, error)
 }
 
 var _ Jobs = (*queue.Client)(nil)
@@ -90,21 +94,38 @@ func (v Video) Done() bool { return v.ThumbnailBlobID != "" }
 
 // Service stores videos and reads them back.
 type Service struct {
-	db    *database.DB
-	st    store
-	jobs  Jobs
-	blobs *blobs.Store
-	now   func() time.Time
+	db        *database.DB
+	st        *store
+	jobs      Jobs
+	blobs     *blobs.Store
+	maxUpload int64
+	now       func() time.Time
 }
 
-// NewService returns a service over db that enqueues video.thumbnail jobs
-// on jobs and keeps files in blobs. now nil means time.Now.
-func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, now func() time.Time) *Service {
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the videos in db, which keeps their
+// files in bs and enqueues their video.thumbnail jobs with jobs. Of o it
+// uses MaxUploadBytes and Now.
+func NewService(db *database.DB, jobs Jobs, bs *blobs.Store, o Options) (*Service, error) {
+	if db == nil || jobs == nil || bs == nil {
+		return nil, errors.New("videos: NewService needs a database, a job engine and a blob store")
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, blobs: bs, now: now}
+	if o.MaxUploadBytes < 0 {
+		return nil, fmt.Errorf("videos: Options.MaxUploadBytes must not be negative, got %d", o.MaxUploadBytes)
+	}
+	if o.MaxUploadBytes == 0 {
+		o.MaxUploadBytes = DefaultMaxUpload
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, st: newStore(db), jobs: jobs, blobs: bs, maxUpload: o.MaxUploadBytes, now: o.Now}, nil
 }
+
+// MaxUploadBytes is the largest video [Service.Upload] takes.
+func (s *Service) MaxUploadBytes() int64 { return s.maxUpload }
+
+// Blobs returns the store the files are kept in.
+func (s *Service) Blobs() *blobs.Store { return s.blobs }
 
 // thumbnailArgs are the arguments of a video.thumbnail job.
 type thumbnailArgs struct {
@@ -112,12 +133,7 @@ type thumbnailArgs struct {
 }
 
 // Validate checks the video id.
-func (a *thumbnailArgs) Validate() error {
-	if a.VideoID < 1 {
-		return fmt.Errorf("video_id must be a positive integer, got %d", a.VideoID)
-	}
-	return nil
-}
+func (a *thumbnailArgs) Validate() error { return enqueue.ID("video_id", a.VideoID) }
 
 // Available returns nil if video.thumbnail jobs can be enqueued here,
 // else the reason (wrapping queue.ErrKindUnavailable when ffmpeg is
@@ -126,16 +142,19 @@ func (s *Service) Available() error {
 	return s.jobs.ValidateInsert(queue.InsertParams{Kind: KindThumbnail, Args: json.RawMessage(`{"video_id":1}`)})
 }
 
-// Upload stores body, of the given content type and at most maxSize
-// bytes, as a new blob and creates the video on it ([Service.Create]).
-// A repeat of a keyed request whose video was created gets that video;
-// the body is not stored again. Errors: blobs.ErrTooLarge, [ErrEmpty]
-// (wrapped), and those of Create.
-func (s *Service) Upload(ctx context.Context, contentType string, body io.Reader, maxSize int64, filename string, atMS int64, width int) (Video, error) {
+// Upload stores body, of the given content type and at most
+// [Service.MaxUploadBytes], as a new blob and creates the video on it
+// ([Service.Create]). A repeat of a keyed request whose video was created
+// gets that video; the body is not stored again. Errors: [ErrTooLarge],
+// [ErrEmpty] (wrapped), and those of Create.
+func (s *Service) Upload(ctx context.Context, contentType string, body io.Reader, filename string, atMS int64, width int) (Video, error) {
 	if v, ok, err := database.Recorded[Video](ctx); ok || err != nil {
 		return v, err
 	}
-	b, err := s.blobs.PutLimit(ctx, contentType, body, maxSize)
+	b, err := s.blobs.PutLimit(ctx, contentType, body, s.maxUpload)
+	if errors.Is(err, blobs.ErrTooLarge) {
+		return Video{}, apperr.Wrapf(fmt.Errorf("%w: %w", ErrTooLarge, err), "the video is over the upload limit of %d bytes", s.maxUpload)
+	}
 	if err != nil {
 		return Video{}, fmt.Errorf("store the video: %w", err)
 	}
@@ -160,18 +179,9 @@ func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atM
 			return Video{}, err
 		}
 		v.ID = id
-		args, err := json.Marshal(thumbnailArgs{VideoID: id})
-		if err != nil {
-			return Video{}, fmt.Errorf("encode job arguments: %w", err)
+		if v.JobID, err = enqueue.InTx(ctx, s.jobs, tx, KindThumbnail, thumbnailArgs{VideoID: id}); err != nil {
+			return Video{}, fmt.Errorf("video %d: %w", id, err)
 		}
-		res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindThumbnail, Args: args})
-		if err != nil {
-			return Video{}, fmt.Errorf("enqueue %s for video %d: %w", KindThumbnail, id, err)
-		}
-		if len(res) != 1 || res[0].Job == nil {
-			return Video{}, fmt.Errorf("enqueue %s for video %d: the engine returned %d results", KindThumbnail, id, len(res))
-		}
-		v.JobID = res[0].Job.ID
 		return v, s.st.setJob(ctx, tx, id, v.JobID)
 	})
 	if err != nil {
@@ -183,19 +193,33 @@ func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atM
 	return v, nil
 }
 
-// Get returns the video with the id ([ErrNotFound] if none) and its job,
-// nil when the job has been pruned.
-func (s *Service) Get(ctx context.Context, id int64) (Video, *queue.Job, error) {
+// Status is a video with its job. Job is nil when the job no longer
+// exists (finished jobs are pruned; videos stay).
+type Status = enqueue.Tracked[Video]
+
+// Get returns the video with the id ([ErrNotFound] if none) and its job.
+func (s *Service) Get(ctx context.Context, id int64) (Status, error) {
 	v, err := s.st.get(ctx, s.db.R, id)
 	if err != nil {
-		return Video{}, nil, err
+		return Status{}, err
 	}
-	j, err := s.jobs.Get(ctx, v.JobID)
-	if errors.Is(err, queue.ErrNotFound) {
-		return v, nil, nil
-	}
+	st, err := enqueue.Track(ctx, s.jobs, v, v.JobID)
 	if err != nil {
-		return Video{}, nil, fmt.Errorf("video %d: %w", id, err)
+		return Status{}, fmt.Errorf("video %d: %w", id, err)
 	}
-	return v, j, nil
+	return st, nil
+}
+
+// Thumbnail returns the video with the id if its thumbnail is made:
+// [ErrNotFound] for an unknown video, [ErrNotReady] for one whose
+// thumbnail is not made (yet).
+func (s *Service) Thumbnail(ctx context.Context, id int64) (Video, error) {
+	v, err := s.st.get(ctx, s.db.R, id)
+	if err != nil {
+		return Video{}, err
+	}
+	if !v.Done() {
+		return Video{}, fmt.Errorf("video %d: %w", id, ErrNotReady)
+	}
+	return v, nil
 }

@@ -30,6 +30,9 @@ type Options struct {
 	Timeout time.Duration
 	// TempDir holds the video while ffmpeg reads it (default os.TempDir).
 	TempDir string
+	// MaxUploadBytes caps an uploaded video (default
+	// [DefaultMaxUpload]); the API answers a larger one 413.
+	MaxUploadBytes int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -66,7 +69,7 @@ func RegisterKinds(w *queue.Workers, db *database.DB, bs *blobs.Store, o Options
 		o.Now = time.Now
 	}
 	path, err := FindFFmpeg(o.FFmpeg)
-	t := &thumbnailer{st: store{db}, blobs: bs, ffmpeg: path, tmp: o.TempDir, now: o.Now, missing: err}
+	t := &thumbnailer{st: newStore(db), blobs: bs, ffmpeg: path, tmp: o.TempDir, now: o.Now, missing: err}
 	opts := []queue.KindOption{
 		queue.WithQueue(Queue),
 		queue.WithTimeout(o.Timeout),
@@ -78,7 +81,7 @@ func RegisterKinds(w *queue.Workers, db *database.DB, bs *blobs.Store, o Options
 
 // thumbnailer runs video.thumbnail jobs.
 type thumbnailer struct {
-	st      store
+	st      *store
 	blobs   *blobs.Store
 	ffmpeg  string
 	tmp     string
@@ -94,9 +97,6 @@ type result struct {
 	Height    int    `json:"height"`
 	Bytes     int64  `json:"bytes"`
 }
-
-// ThumbnailPath is the API path of video id's thumbnail.
-func ThumbnailPath(id int64) string { return fmt.Sprintf("/api/v1/videos/%d/thumbnail", id) }
 
 func (t *thumbnailer) work(ctx context.Context, job *queue.Job, a thumbnailArgs) error {
 	if t.missing != nil {
@@ -130,7 +130,7 @@ func (t *thumbnailer) work(ctx context.Context, job *queue.Job, a thumbnailArgs)
 }
 
 func resultOf(v Video) result {
-	return result{VideoID: v.ID, Thumbnail: ThumbnailPath(v.ID), Width: v.ThumbnailWidth, Height: v.ThumbnailHeight}
+	return result{VideoID: v.ID, Thumbnail: thumbnailPath(v.ID), Width: v.ThumbnailWidth, Height: v.ThumbnailHeight}
 }
 
 // make takes v's thumbnail and records it in v and the database.

@@ -7,9 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"image/jpeg"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -24,14 +22,15 @@ import (
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/testenv"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
 type env struct {
+	*testutil.Server
 	t      *testing.T
 	de     *dbtest.Env
 	client *queue.Client
-	srv    *httptest.Server
 }
 
 type envOpts struct {
@@ -52,53 +51,21 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		ProgressInterval:    time.Nanosecond,
 		DefaultRetry:        &queue.RetryPolicy{BaseDelay: 10 * time.Millisecond, MaxDelay: 50 * time.Millisecond},
 	}, true)
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(NewService(de.DB, c, bs, nil), o.maxUpload)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &env{t: t, de: de, client: c, srv: srv}
+	so := o.opts
+	so.MaxUploadBytes = o.maxUpload
+	svc := testutil.Must(NewService(de.DB, c, bs, so))(t)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
+	return &env{Server: testutil.Serve(t, api), t: t, de: de, client: c}
 }
 
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r response) json(t *testing.T) map[string]any {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.body, &m); err != nil {
-		t.Fatalf("%d %s: %v", r.status, r.body, err)
-	}
-	return m
-}
-
-func (e *env) do(method, path, contentType string, body []byte) response {
+// do sends body, if any, with contentType, if any.
+func (e *env) do(method, path, contentType string, body []byte) testutil.Response {
 	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
+	var hdr []string
 	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+		hdr = []string{"Content-Type", contentType}
 	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}
+	return e.Do(method, path, string(body), hdr...)
 }
 
 // upload posts video with the query q and expects 202; it returns the
@@ -106,11 +73,11 @@ func (e *env) do(method, path, contentType string, body []byte) response {
 func (e *env) upload(video []byte, q url.Values) int64 {
 	e.t.Helper()
 	r := e.do("POST", "/api/v1/videos?"+q.Encode(), "video/mp4", video)
-	if r.status != http.StatusAccepted {
-		e.t.Fatalf("upload: %d %s", r.status, r.body)
+	if r.Status != http.StatusAccepted {
+		e.t.Fatalf("upload: %d %s", r.Status, r.Body)
 	}
-	m := r.json(e.t)
-	if loc := r.header.Get("Location"); loc != fmt.Sprintf("/api/v1/jobs/%v", m["job_id"]) {
+	m := r.JSON(e.t)
+	if loc := r.Header.Get("Location"); loc != fmt.Sprintf("/api/v1/jobs/%v", m["job_id"]) {
 		e.t.Errorf("Location %q for job %v", loc, m["job_id"])
 	}
 	return int64(m["id"].(float64))
@@ -122,17 +89,17 @@ func (e *env) waitVideo(id int64, states ...string) map[string]any {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		r := e.do("GET", fmt.Sprintf("/api/v1/videos/%d", id), "", nil)
-		if r.status != 200 {
-			e.t.Fatalf("get video %d: %d %s", id, r.status, r.body)
+		if r.Status != 200 {
+			e.t.Fatalf("get video %d: %d %s", id, r.Status, r.Body)
 		}
-		m := r.json(e.t)
+		m := r.JSON(e.t)
 		for _, s := range states {
 			if m["job_state"] == s || (m["job_state"] == nil && m["status"] != "pending") {
 				return m
 			}
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("video %d did not reach %v: %s", id, states, r.body)
+			e.t.Fatalf("video %d did not reach %v: %s", id, states, r.Body)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -147,12 +114,12 @@ func (e *env) job(id int64) *queue.Job {
 	return j
 }
 
-func problemCode(t *testing.T, r response, status int) map[string]any {
+func problemCode(t *testing.T, r testutil.Response, status int) map[string]any {
 	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
-		t.Fatalf("got %d %s %s, want a %d problem", r.status, r.header.Get("Content-Type"), r.body, status)
+	if r.Status != status || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Fatalf("got %d %s %s, want a %d problem", r.Status, r.Header.Get("Content-Type"), r.Body, status)
 	}
-	return r.json(t)
+	return r.JSON(t)
 }
 
 var (
@@ -222,19 +189,19 @@ func TestThumbnail(t *testing.T) {
 				t.Errorf("thumbnail %v, want %dx%d", th, c.wantW, c.wantH)
 			}
 			r := e.do("GET", th["url"].(string), "", nil)
-			if r.status != 200 || r.header.Get("Content-Type") != "image/jpeg" {
-				t.Fatalf("download: %d %v", r.status, r.header)
+			if r.Status != 200 || r.Header.Get("Content-Type") != "image/jpeg" {
+				t.Fatalf("download: %d %v", r.Status, r.Header)
 			}
-			cfg, err := jpeg.DecodeConfig(bytes.NewReader(r.body))
+			cfg, err := jpeg.DecodeConfig(bytes.NewReader(r.Body))
 			if err != nil || cfg.Width != c.wantW || cfg.Height != c.wantH {
 				t.Errorf("downloaded JPEG %dx%d (%v), want %dx%d", cfg.Width, cfg.Height, err, c.wantW, c.wantH)
 			}
-			if !strings.Contains(r.header.Get("Content-Disposition"), fmt.Sprintf("clip-%d.jpg", id)) {
-				t.Errorf("Content-Disposition %q", r.header.Get("Content-Disposition"))
+			if !strings.Contains(r.Header.Get("Content-Disposition"), fmt.Sprintf("clip-%d.jpg", id)) {
+				t.Errorf("Content-Disposition %q", r.Header.Get("Content-Disposition"))
 			}
 			j := e.job(int64(m["job_id"].(float64)))
 			var res result
-			if err := json.Unmarshal(j.Result, &res); err != nil || res.VideoID != id || res.Width != c.wantW || res.Thumbnail != ThumbnailPath(id) {
+			if err := json.Unmarshal(j.Result, &res); err != nil || res.VideoID != id || res.Width != c.wantW || res.Thumbnail != thumbnailPath(id) {
 				t.Errorf("job result %s (%v)", j.Result, err)
 			}
 			if j.Progress != 100 || j.Queue != Queue || j.Attempt != 1 {
@@ -328,9 +295,9 @@ func TestUnavailableWithoutFFmpeg(t *testing.T) {
 		t.Errorf("enqueue without ffmpeg: %v", p)
 	}
 	r := e.do("GET", "/api/v1/kinds", "", nil)
-	un, _ := r.json(t)["unavailable"].(map[string]any)
+	un, _ := r.JSON(t)["unavailable"].(map[string]any)
 	if !strings.Contains(fmt.Sprint(un[KindThumbnail]), "ffmpeg is not installed") {
-		t.Errorf("kinds: %s", r.body)
+		t.Errorf("kinds: %s", r.Body)
 	}
 	var n int
 	if err := de.DB.R.QueryRow("SELECT count(*) FROM blobs").Scan(&n); err != nil || n != 0 {

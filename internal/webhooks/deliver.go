@@ -21,7 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/kilnhq/kiln/internal/database"
-	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/jsontime"
 	"github.com/kilnhq/kiln/internal/resilience"
 	"github.com/kilnhq/kiln/queue"
 )
@@ -96,7 +96,7 @@ func RegisterKinds(w *queue.Workers, db *database.DB, o Options) *resilience.Bre
 
 // deliverer works webhook.deliver jobs.
 type deliverer struct {
-	st       store
+	st       *store
 	client   *http.Client
 	breakers *resilience.Breakers
 	timeout  time.Duration
@@ -105,7 +105,7 @@ type deliverer struct {
 }
 
 func newDeliverer(db *database.DB, o Options) *deliverer {
-	d := &deliverer{st: store{db}, breakers: o.Breakers, timeout: o.Timeout, retry: o.Retry, now: o.Now}
+	d := &deliverer{st: newStore(db), breakers: o.Breakers, timeout: o.Timeout, retry: o.Retry, now: o.Now}
 	var rt http.RoundTripper = newTransport(guard{o.AllowNetworks}, o.Resolver)
 	if o.WrapTransport != nil {
 		rt = o.WrapTransport(rt)
@@ -162,10 +162,10 @@ func newTransport(g guard, r *net.Resolver) *http.Transport {
 
 // message is the JSON body of a delivery.
 type message struct {
-	ID        int64             `json:"id"`
-	Event     string            `json:"event"`
-	CreatedAt httpapi.Timestamp `json:"created_at"`
-	Payload   json.RawMessage   `json:"payload"`
+	ID        int64           `json:"id"`
+	Event     string          `json:"event"`
+	CreatedAt jsontime.Time   `json:"created_at"`
+	Payload   json.RawMessage `json:"payload"`
 }
 
 // result is a webhook.deliver job's result.
@@ -262,7 +262,7 @@ func (d *deliverer) send(ctx context.Context, t target) (Attempt, sendOutcome) {
 	start := d.now()
 	a := Attempt{StartedAt: start}
 	finish := func() { a.Duration = max(d.now().Sub(start), 0) }
-	body, err := json.Marshal(message{ID: t.ID, Event: t.Event, CreatedAt: httpapi.Timestamp(t.CreatedAt), Payload: t.Payload})
+	body, err := json.Marshal(message{ID: t.ID, Event: t.Event, CreatedAt: jsontime.Time(t.CreatedAt), Payload: t.Payload})
 	if err != nil {
 		a.Error, a.Outcome = "encode the message: "+err.Error(), OutcomeFailed
 		return a, sendOutcome{breaker: resilience.Ignore}

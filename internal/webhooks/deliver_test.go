@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/apperr"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -146,7 +148,7 @@ func TestDeliverRetryAfter(t *testing.T) {
 		wh := rc.register(e, "/")
 		before := time.Now()
 		d := e.deliver(wh.ID, "ping", `{"a":1}`)
-		j := e.waitJobFor(d.JobID, "retryable", func(j *queue.Job) bool { return j.State == queue.StateRetryable })
+		j := e.waitJobFor(d.JobID, func(j *queue.Job) bool { return j.State == queue.StateRetryable })
 		got := e.delivery(d.ID)
 		if len(got.Attempts) != 1 {
 			t.Fatalf("attempts %+v", got.Attempts)
@@ -269,13 +271,13 @@ func TestBreaker(t *testing.T) {
 			t.Errorf("circuit-open attempt %+v, want retry at %s", open, until)
 		}
 		// Snoozed: the job waits for the cooldown without using an attempt.
-		j := e.waitJobFor(d1.JobID, "scheduled", func(j *queue.Job) bool { return j.State == queue.StateScheduled })
+		j := e.waitJobFor(d1.JobID, func(j *queue.Job) bool { return j.State == queue.StateScheduled })
 		if j.Attempt != 5 || j.RunAt.Before(time.Now().Add(20*time.Second)) {
 			t.Errorf("snoozed job: attempt %d, runs at %s", j.Attempt, j.RunAt)
 		}
-		r := e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", whA.ID), "")
-		if w := decode[webhookView](t, r); w.Breaker == nil || w.Breaker.State != "open" || w.Breaker.OpenUntil == nil || w.Breaker.Host != hostKey(a.srv.URL) {
-			t.Errorf("webhook A: %s", r.body)
+		r := e.Do("GET", fmt.Sprintf("/api/v1/webhooks/%d", whA.ID), "")
+		if w := testutil.Decode[webhookView](t, r); w.Breaker == nil || w.Breaker.State != "open" || w.Breaker.OpenUntil == nil || w.Breaker.Host != hostKey(a.srv.URL) {
+			t.Errorf("webhook A: %s", r.Body)
 		}
 
 		// A new delivery to A: put off at once, no request.
@@ -292,14 +294,14 @@ func TestBreaker(t *testing.T) {
 
 		// After the cooldown, a probe goes through; A has recovered.
 		close(healthy)
-		e.clock.Add(30 * time.Second)
+		e.clock.Advance(30 * time.Second)
 		d4 := e.deliver(whA.ID, "ping", `{}`)
 		if j := e.waitJob(d4.JobID); j.State != queue.StateCompleted || a.hits.Load() != 6 {
 			t.Fatalf("probe: job %s, host A hit %d times", j.State, a.hits.Load())
 		}
-		r = e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", whA.ID), "")
-		if w := decode[webhookView](t, r); w.Breaker == nil || w.Breaker.State != "closed" || w.Breaker.OpenUntil != nil {
-			t.Errorf("webhook A after the probe: %s", r.body)
+		r = e.Do("GET", fmt.Sprintf("/api/v1/webhooks/%d", whA.ID), "")
+		if w := testutil.Decode[webhookView](t, r); w.Breaker == nil || w.Breaker.State != "closed" || w.Breaker.OpenUntil != nil {
+			t.Errorf("webhook A after the probe: %s", r.Body)
 		}
 		for _, rq := range append(a.requests(), b.requests()...) {
 			if rq.verify != nil {
@@ -319,18 +321,18 @@ func TestDeletedEndpoint(t *testing.T) {
 		wh := rc.register(e, "/")
 		d := e.deliver(wh.ID, "ping", `{}`)
 		e.waitDelivery(d.ID, "attempted", func(d deliveryView) bool { return d.AttemptCount > 0 })
-		if r := e.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", wh.ID), ""); r.status != 204 {
-			t.Fatalf("DELETE: %d %s", r.status, r.body)
+		if r := e.Do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", wh.ID), ""); r.Status != 204 {
+			t.Fatalf("DELETE: %d %s", r.Status, r.Body)
 		}
 		if j := e.waitJob(d.JobID); j.State != queue.StateCancelled {
 			t.Errorf("job %s", j.State)
 		}
-		if r := e.do("GET", fmt.Sprintf("/api/v1/webhook-deliveries/%d", d.ID), ""); r.status != 404 {
-			t.Errorf("deleted delivery: %d %s", r.status, r.body)
+		if r := e.Do("GET", fmt.Sprintf("/api/v1/webhook-deliveries/%d", d.ID), ""); r.Status != 404 {
+			t.Errorf("deleted delivery: %d %s", r.Status, r.Body)
 		}
 		// An attempt that ends after the deletion is not recorded; the
 		// error names the delivery once.
-		_, err := store{de.DB}.record(context.Background(), d.ID, Attempt{JobAttempt: 9, StartedAt: time.Now(), Outcome: OutcomeRetry, Error: "late"}, StatusPending, time.Now())
+		_, err := newStore(de.DB).record(context.Background(), d.ID, Attempt{JobAttempt: 9, StartedAt: time.Now(), Outcome: OutcomeRetry, Error: "late"}, StatusPending, time.Now())
 		if want := fmt.Sprintf("record attempt of webhook delivery %d: not found", d.ID); !errors.Is(err, ErrNotFound) || err.Error() != want {
 			t.Errorf("record after deletion: %v, want %q", err, want)
 		}
@@ -388,8 +390,8 @@ func TestEnqueueInTransaction(t *testing.T) {
 			_, err := e.svc.Enqueue(ctx, tx, wh.ID, "", json.RawMessage(`[1]`))
 			return err
 		})
-		var ve *ValidationError
-		if !errors.As(err, &ve) || len(ve.Fields) != 2 {
+		var ve *apperr.Error
+		if !errors.As(err, &ve) || ve.Code != apperr.CodeValidation || len(ve.Fields) != 2 {
 			t.Errorf("bad input: %v", err)
 		}
 		err = de.DB.InTx(ctx, func(tx *sql.Tx) error {
@@ -503,7 +505,7 @@ func TestDeliverRefusesLocalhost(t *testing.T) {
 		rc := newReceiver(t, status(200, ""))
 		e := newEnv(t, de, envOpts{publicOnly: true})
 		ep := Endpoint{URL: rc.urlAt("localhost", "/"), Secret: SecretPrefix + "x", CreatedAt: time.Now()}
-		if err := e.svc.st.insertEndpoint(context.Background(), de.DB.W, &ep); err != nil {
+		if err := e.svc.st.insertEndpoint(context.Background(), e.de.DB.W, &ep); err != nil {
 			t.Fatal(err)
 		}
 		d := e.deliver(ep.ID, "ping", `{}`)

@@ -3,26 +3,17 @@ package webhooks
 import (
 	_ "embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/kilnhq/kiln/internal/httpapi"
-	"github.com/kilnhq/kiln/queue"
 )
 
 //go:embed openapi.json
 var openAPI []byte
 
-// Listing limits.
-const (
-	DefaultListLimit = 50
-	MaxListLimit     = 500
-)
+// listSpec is the query of the webhooks' lists.
+var listSpec = httpapi.ListSpec{DefaultLimit: 50, MaxLimit: 500}
 
 // Handler serves the webhooks API. It implements httpapi.Module.
 type Handler struct {
@@ -39,20 +30,20 @@ var _ httpapi.Module = (*Handler)(nil)
 func (h *Handler) Routes() []httpapi.Route {
 	p := httpapi.Prefix
 	return []httpapi.Route{
-		{Pattern: "POST " + p + "/webhooks", Handler: h.create, Scope: httpapi.ScopeAdmin},
+		{Pattern: "POST " + p + "/webhooks", Handler: httpapi.Create(decodeCreate, h.s.CreateEndpoint, toCreated,
+			func(e Endpoint) string { return endpointPath(e.ID) }), Scope: httpapi.ScopeAdmin},
 		{Pattern: "GET " + p + "/webhooks", Handler: h.list},
-		{Pattern: "GET " + p + "/webhooks/{id}", Handler: h.get},
-		{Pattern: "DELETE " + p + "/webhooks/{id}", Handler: h.delete},
+		{Pattern: "GET " + p + "/webhooks/{id}", Handler: httpapi.Show(h.s.Endpoint, h.withBreaker)},
+		{Pattern: "DELETE " + p + "/webhooks/{id}", Handler: httpapi.Remove(h.s.DeleteEndpoint)},
 		{Pattern: "POST " + p + "/webhooks/{id}/deliveries", Handler: h.deliver},
 		{Pattern: "GET " + p + "/webhooks/{id}/deliveries", Handler: h.deliveries},
-		{Pattern: "GET " + p + "/webhook-deliveries/{id}", Handler: h.delivery},
+		{Pattern: "GET " + p + "/webhook-deliveries/{id}", Handler: httpapi.Show(h.s.Delivery, toDetail)},
 	}
 }
 
 // OpenAPI returns the OpenAPI fragment of the webhooks routes.
 func (h *Handler) OpenAPI() []byte { return openAPI }
 
-func jobPath(id int64) string      { return fmt.Sprintf("%s/jobs/%d", httpapi.Prefix, id) }
 func endpointPath(id int64) string { return fmt.Sprintf("%s/webhooks/%d", httpapi.Prefix, id) }
 func deliveryPath(id int64) string {
 	return fmt.Sprintf("%s/webhook-deliveries/%d", httpapi.Prefix, id)
@@ -91,67 +82,31 @@ type createRequest struct {
 	Description string `json:"description"`
 }
 
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
-	var req createRequest
-	if err := httpapi.DecodeJSON(r, &req); err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	e, err := h.s.CreateEndpoint(r.Context(), EndpointInput(req))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+// decodeCreate reads the body of a create request.
+var decodeCreate = httpapi.Body(func(r createRequest) EndpointInput { return EndpointInput(r) })
+
+// toCreated shows a new endpoint: with its secret, this once.
+func toCreated(e Endpoint) endpointResponse {
 	out := toEndpoint(e)
 	out.Secret = e.Secret
-	w.Header().Set("Location", endpointPath(e.ID))
-	httpapi.WriteJSON(w, r, http.StatusCreated, out)
-}
-
-// endpointList is a page of endpoints, newest first; Next is the cursor
-// of the following page (?after=), null on the last.
-type endpointList struct {
-	Webhooks []endpointResponse `json:"webhooks"`
-	Next     *string            `json:"next"`
+	return out
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
-	p, err := parseList(r.URL.RawQuery)
+	page, err := httpapi.ParseList(r.URL.RawQuery, listSpec)
+	var es []Endpoint
+	if err == nil {
+		es, err = h.s.Endpoints(r.Context(), ListParams{Limit: page.Limit, AfterID: page.After})
+	}
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	es, err := h.s.Endpoints(r.Context(), p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	out := endpointList{Webhooks: make([]endpointResponse, len(es))}
-	for i, e := range es {
-		out.Webhooks[i] = toEndpoint(e)
-	}
-	if len(es) == p.Limit {
-		out.Next = cursor(es[len(es)-1].ID)
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, out)
+	httpapi.WriteJSON(w, r, http.StatusOK, httpapi.NewList("webhooks", es, page.Limit, toEndpoint, func(e Endpoint) int64 { return e.ID }))
 }
 
-func cursor(id int64) *string {
-	s := strconv.FormatInt(id, 10)
-	return &s
-}
-
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	e, err := h.s.Endpoint(r.Context(), id)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
+// withBreaker shows e with the circuit breaker of its host.
+func (h *Handler) withBreaker(e Endpoint) endpointResponse {
 	out := toEndpoint(e)
 	b := h.s.Breaker(e.URL)
 	out.Breaker = &breakerResponse{Host: b.Key, State: b.State.String(), ConsecutiveFailures: b.ConsecutiveFailures}
@@ -159,20 +114,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		t := httpapi.Timestamp(b.OpenUntil)
 		out.Breaker.OpenUntil = &t
 	}
-	httpapi.WriteJSON(w, r, http.StatusOK, out)
-}
-
-func (h *Handler) delete(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	if err := h.s.DeleteEndpoint(r.Context(), id); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+	return out
 }
 
 type deliverRequest struct {
@@ -201,7 +143,7 @@ type deliveryResponse struct {
 func toDelivery(d Delivery) deliveryResponse {
 	out := deliveryResponse{
 		ID: d.ID, WebhookID: d.EndpointID, Event: d.Event, Status: d.Status, AttemptCount: d.Attempts, LastError: d.LastError,
-		CreatedAt: httpapi.Timestamp(d.CreatedAt), JobID: d.JobID, Job: jobPath(d.JobID), Delivery: deliveryPath(d.ID),
+		CreatedAt: httpapi.Timestamp(d.CreatedAt), JobID: d.JobID, Job: httpapi.JobPath(d.JobID), Delivery: deliveryPath(d.ID),
 	}
 	if !d.FinishedAt.IsZero() {
 		t := httpapi.Timestamp(d.FinishedAt)
@@ -263,120 +205,26 @@ func (h *Handler) deliver(w http.ResponseWriter, r *http.Request) {
 	}
 	d, err := h.s.Deliver(r.Context(), id, req.Event, req.Payload)
 	if err != nil {
-		writeError(w, r, err)
+		httpapi.WriteError(w, r, err)
 		return
 	}
-	w.Header().Set("Location", jobPath(d.JobID))
+	w.Header().Set("Location", httpapi.JobPath(d.JobID))
 	httpapi.WriteJSON(w, r, http.StatusAccepted, toDetail(DeliveryDetail{Delivery: d, Attempts: nil}))
-}
-
-// deliveryList is a page of deliveries, newest first.
-type deliveryList struct {
-	Deliveries []deliveryResponse `json:"deliveries"`
-	Next       *string            `json:"next"`
 }
 
 func (h *Handler) deliveries(w http.ResponseWriter, r *http.Request) {
 	id, err := httpapi.PathID(r, "id")
+	var page httpapi.Page
+	if err == nil {
+		page, err = httpapi.ParseList(r.URL.RawQuery, listSpec)
+	}
+	var ds []Delivery
+	if err == nil {
+		ds, err = h.s.Deliveries(r.Context(), id, ListParams{Limit: page.Limit, AfterID: page.After})
+	}
 	if err != nil {
 		httpapi.WriteError(w, r, err)
 		return
 	}
-	p, err := parseList(r.URL.RawQuery)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	ds, err := h.s.Deliveries(r.Context(), id, p)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	out := deliveryList{Deliveries: make([]deliveryResponse, len(ds))}
-	for i, d := range ds {
-		out.Deliveries[i] = toDelivery(d)
-	}
-	if len(ds) == p.Limit {
-		out.Next = cursor(ds[len(ds)-1].ID)
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, out)
-}
-
-func (h *Handler) delivery(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	d, err := h.s.Delivery(r.Context(), id)
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	httpapi.WriteJSON(w, r, http.StatusOK, toDetail(d))
-}
-
-// parseList reads ?limit= and ?after=; anything else is a 400.
-func parseList(rawQuery string) (ListParams, error) {
-	p := ListParams{Limit: DefaultListLimit}
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return p, httpapi.Errorf(httpapi.CodeInvalid, "the query string is malformed")
-	}
-	names := make([]string, 0, len(q))
-	for name := range q {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		vals := q[name]
-		switch name {
-		case "limit", "after":
-		default:
-			return p, httpapi.ParamError(name, "unknown parameter (want limit or after)")
-		}
-		if len(vals) != 1 {
-			return p, httpapi.ParamError(name, "must be given once")
-		}
-		v := vals[0]
-		switch name {
-		case "limit":
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > MaxListLimit || strings.TrimLeft(v, "0123456789") != "" {
-				return p, httpapi.ParamError(name, "must be an integer from 1 to %d", MaxListLimit)
-			}
-			p.Limit = n
-		case "after":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 || strings.TrimLeft(v, "0123456789") != "" {
-				return p, httpapi.ParamError(name, "must be the next cursor of a previous page")
-			}
-			p.AfterID = n
-		}
-	}
-	return p, nil
-}
-
-// writeError maps the service's errors to problems.
-func writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var ve *ValidationError
-	switch {
-	case errors.As(err, &ve):
-		fe := make([]httpapi.FieldError, len(ve.Fields))
-		for i, f := range ve.Fields {
-			fe[i] = httpapi.FieldError{Field: f.Field, Message: f.Message}
-		}
-		err = httpapi.Invalid(fe)
-	case errors.Is(err, ErrNotFound):
-		what := "webhook"
-		if strings.HasPrefix(r.URL.Path, httpapi.Prefix+"/webhook-deliveries/") {
-			what = "webhook delivery"
-		}
-		err = &httpapi.Error{Code: httpapi.CodeNotFound, Message: fmt.Sprintf("no %s has this id", what), Err: err}
-	case errors.Is(err, queue.ErrUnknownKind), errors.Is(err, queue.ErrInvalid), errors.Is(err, queue.ErrKindUnavailable):
-		// The engine was set up without RegisterKinds: a deployment
-		// fault, not bad input.
-		err = &httpapi.Error{Code: httpapi.CodeInternal, Err: err}
-	}
-	httpapi.WriteError(w, r, err)
+	httpapi.WriteJSON(w, r, http.StatusOK, httpapi.NewList("deliveries", ds, page.Limit, toDelivery, func(d Delivery) int64 { return d.ID }))
 }

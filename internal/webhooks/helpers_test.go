@@ -20,38 +20,21 @@ import (
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/resilience"
+	"github.com/kilnhq/kiln/internal/testutil"
 	"github.com/kilnhq/kiln/queue"
 )
 
-// clock is a settable clock for the circuit breakers.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // env is the webhooks API and a started engine over a test database.
 type env struct {
+	*testutil.Server
 	t        *testing.T
 	de       *dbtest.Env
 	client   *queue.Client
 	svc      *Service
 	api      *httpapi.API
-	srv      *httptest.Server
 	breakers *resilience.Breakers
 	// clock is the breakers' clock; it moves only when a test moves it.
-	clock *clock
+	clock *testutil.Clock
 }
 
 type envOpts struct {
@@ -79,7 +62,7 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 	case o.allow == nil:
 		o.allow = []netip.Prefix{loopback}
 	}
-	clk := &clock{t: time.Now()}
+	clk := testutil.NewClock(time.Now())
 	br := resilience.NewBreakers(resilience.BreakerOptions{Now: clk.Now})
 	w := queue.NewWorkers()
 	opts := Options{
@@ -98,57 +81,9 @@ func newEnv(t *testing.T, de *dbtest.Env, o envOpts) *env {
 		Queues:       map[string]queue.QueueConfig{Queue: {MaxWorkers: 4}},
 		PollInterval: 20 * time.Millisecond,
 	}, true)
-	svc := NewService(de.DB, c, opts)
-	api, err := httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	return &env{t: t, de: de, client: c, svc: svc, api: api, srv: srv, breakers: br, clock: clk}
-}
-
-type response struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (e *env) do(method, path, body string, hdr ...string) response {
-	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{resp.StatusCode, resp.Header, b}
-}
-
-func decode[T any](t *testing.T, r response) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(r.body, &v); err != nil {
-		t.Fatalf("decode %s: %v", r.body, err)
-	}
-	return v
+	svc := testutil.Must(NewService(de.DB, c, opts))(t)
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: c, Modules: []httpapi.Module{NewHandler(svc)}}))(t)
+	return &env{Server: testutil.Serve(t, api), t: t, de: de, client: c, svc: svc, api: api, breakers: br, clock: clk}
 }
 
 // The API's answers, as a client reads them.
@@ -198,13 +133,13 @@ type (
 // createWebhook registers url and checks the 201 answer.
 func (e *env) createWebhook(url string) webhookView {
 	e.t.Helper()
-	r := e.do("POST", "/api/v1/webhooks", fmt.Sprintf(`{"url":%q,"description":"test"}`, url))
-	if r.status != 201 {
-		e.t.Fatalf("create webhook %s: %d %s", url, r.status, r.body)
+	r := e.Do("POST", "/api/v1/webhooks", fmt.Sprintf(`{"url":%q,"description":"test"}`, url))
+	if r.Status != 201 {
+		e.t.Fatalf("create webhook %s: %d %s", url, r.Status, r.Body)
 	}
-	w := decode[webhookView](e.t, r)
-	if w.ID < 1 || !strings.HasPrefix(w.Secret, SecretPrefix) || r.header.Get("Location") != fmt.Sprintf("/api/v1/webhooks/%d", w.ID) {
-		e.t.Fatalf("create answer %+v, Location %q", w, r.header.Get("Location"))
+	w := testutil.Decode[webhookView](e.t, r)
+	if w.ID < 1 || !strings.HasPrefix(w.Secret, SecretPrefix) || r.Header.Get("Location") != fmt.Sprintf("/api/v1/webhooks/%d", w.ID) {
+		e.t.Fatalf("create answer %+v, Location %q", w, r.Header.Get("Location"))
 	}
 	return w
 }
@@ -212,25 +147,25 @@ func (e *env) createWebhook(url string) webhookView {
 // deliver posts an event to webhook id and checks the 202 answer.
 func (e *env) deliver(id int64, event, payload string) deliveryView {
 	e.t.Helper()
-	r := e.do("POST", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", id), fmt.Sprintf(`{"event":%q,"payload":%s}`, event, payload))
-	if r.status != 202 {
-		e.t.Fatalf("deliver: %d %s", r.status, r.body)
+	r := e.Do("POST", fmt.Sprintf("/api/v1/webhooks/%d/deliveries", id), fmt.Sprintf(`{"event":%q,"payload":%s}`, event, payload))
+	if r.Status != 202 {
+		e.t.Fatalf("deliver: %d %s", r.Status, r.Body)
 	}
-	d := decode[deliveryView](e.t, r)
-	if d.ID < 1 || d.JobID < 1 || r.header.Get("Location") != fmt.Sprintf("/api/v1/jobs/%d", d.JobID) || d.Status != "pending" ||
-		d.Job != r.header.Get("Location") || d.Delivery != fmt.Sprintf("/api/v1/webhook-deliveries/%d", d.ID) {
-		e.t.Fatalf("deliver answer %s, Location %q", r.body, r.header.Get("Location"))
+	d := testutil.Decode[deliveryView](e.t, r)
+	if d.ID < 1 || d.JobID < 1 || r.Header.Get("Location") != fmt.Sprintf("/api/v1/jobs/%d", d.JobID) || d.Status != "pending" ||
+		d.Job != r.Header.Get("Location") || d.Delivery != fmt.Sprintf("/api/v1/webhook-deliveries/%d", d.ID) {
+		e.t.Fatalf("deliver answer %s, Location %q", r.Body, r.Header.Get("Location"))
 	}
 	return d
 }
 
 func (e *env) delivery(id int64) deliveryView {
 	e.t.Helper()
-	r := e.do("GET", fmt.Sprintf("/api/v1/webhook-deliveries/%d", id), "")
-	if r.status != 200 {
-		e.t.Fatalf("GET delivery %d: %d %s", id, r.status, r.body)
+	r := e.Do("GET", fmt.Sprintf("/api/v1/webhook-deliveries/%d", id), "")
+	if r.Status != 200 {
+		e.t.Fatalf("GET delivery %d: %d %s", id, r.Status, r.Body)
 	}
-	return decode[deliveryView](e.t, r)
+	return testutil.Decode[deliveryView](e.t, r)
 }
 
 func (e *env) job(id int64) *queue.Job {
@@ -245,23 +180,12 @@ func (e *env) job(id int64) *queue.Job {
 // waitJob polls job id until it is final, within a deadline.
 func (e *env) waitJob(id int64) *queue.Job {
 	e.t.Helper()
-	return e.waitJobFor(id, "final", func(j *queue.Job) bool { return j.State.Final() })
+	return dbtest.WaitJob(e.t, e.client, id, nil)
 }
 
 // waitJobFor polls job id until cond holds, within a deadline.
-func (e *env) waitJobFor(id int64, what string, cond func(*queue.Job) bool) *queue.Job {
-	e.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		j := e.job(id)
-		if cond(j) {
-			return j
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("job %d not %s after 20s: %s, attempt %d, errors %+v", id, what, j.State, j.Attempt, j.Errors)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+func (e *env) waitJobFor(id int64, cond func(*queue.Job) bool) *queue.Job {
+	return dbtest.WaitJob(e.t, e.client, id, cond)
 }
 
 // waitDelivery polls delivery id until cond holds, within a deadline.

@@ -9,41 +9,40 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/enqueue"
 	"github.com/kilnhq/kiln/internal/resilience"
 	"github.com/kilnhq/kiln/queue"
 )
 
-// Jobs is what the service needs of the job engine; *queue.Client
-// satisfies it.
-type Jobs interface {
-	InsertTx(ctx context.Context, tx any, ps ...queue.InsertParams) ([]queue.InsertResult, error)
-	Get(ctx context.Context, id int64) (*queue.Job, error)
-}
-
-var _ Jobs = (*queue.Client)(nil)
+// Jobs is what the service needs of the job engine: enqueueing its jobs
+// and reading them back. *queue.Client satisfies it.
+type Jobs = enqueue.Jobs
 
 // Service manages endpoints and deliveries.
 type Service struct {
 	db       *database.DB
-	st       store
+	st       *store
 	jobs     Jobs
 	breakers *resilience.Breakers
 	guard    guard
 	now      func() time.Time
 }
 
-// NewService returns a service over db that enqueues webhook.deliver
-// jobs on jobs. o is what the deliveries are given: of it the service
-// uses Breakers, which must be the set the deliveries use (as
-// [RegisterKinds] returns it), so that an endpoint shows its host's
-// breaker (nil shows every host closed); AllowNetworks, to refuse
-// endpoints the deliveries would refuse; and Now (default time.Now).
-func NewService(db *database.DB, jobs Jobs, o Options) *Service {
-	now := o.Now
-	if now == nil {
-		now = time.Now
+// NewService returns the service of the webhook endpoints and
+// deliveries in db, which enqueues webhook.deliver jobs with jobs. o is
+// what the deliveries are given: of it the service uses Breakers, which
+// must be the set the deliveries use (as [RegisterKinds] returns it), so
+// that an endpoint shows its host's breaker (nil shows every host
+// closed); AllowNetworks, to refuse endpoints the deliveries would
+// refuse; and Now (default time.Now).
+func NewService(db *database.DB, jobs Jobs, o Options) (*Service, error) {
+	if db == nil || jobs == nil {
+		return nil, errors.New("webhooks: NewService needs a database and a job engine")
 	}
-	return &Service{db: db, st: store{db}, jobs: jobs, breakers: o.Breakers, guard: guard{o.AllowNetworks}, now: now}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Service{db: db, st: newStore(db), jobs: jobs, breakers: o.Breakers, guard: guard{o.AllowNetworks}, now: o.Now}, nil
 }
 
 func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
@@ -54,7 +53,7 @@ type EndpointInput struct {
 	Description string
 }
 
-// CreateEndpoint validates in (a *[ValidationError] when bad) and stores
+// CreateEndpoint validates in (a a validation error when bad) and stores
 // a new endpoint with a new signing secret, which the returned endpoint
 // carries. A URL whose host is an address that is neither public nor in
 // [Options].AllowNetworks, in whatever form it is written, or the name
@@ -121,16 +120,11 @@ type deliverArgs struct {
 }
 
 // Validate checks the delivery id.
-func (a *deliverArgs) Validate() error {
-	if a.DeliveryID < 1 {
-		return fmt.Errorf("delivery_id must be a positive integer, got %d", a.DeliveryID)
-	}
-	return nil
-}
+func (a *deliverArgs) Validate() error { return enqueue.ID("delivery_id", a.DeliveryID) }
 
 // Deliver stores a delivery of event with payload (a JSON object) to
 // endpoint endpointID and enqueues its job, in one transaction. Errors:
-// *[ValidationError], [ErrNotFound] for the endpoint.
+// a validation error, [ErrNotFound] for the endpoint.
 func (s *Service) Deliver(ctx context.Context, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
 	return database.Once(ctx, s.db, func(tx *sql.Tx) (Delivery, error) {
 		return s.Enqueue(ctx, tx, endpointID, event, payload)
@@ -141,7 +135,7 @@ func (s *Service) Deliver(ctx context.Context, endpointID int64, event string, p
 // endpoint endpointID and enqueues its webhook.deliver job, both in tx:
 // call it inside another feature's transaction so that the event is
 // delivered if and only if that transaction commits. Errors:
-// *[ValidationError] for a bad event or payload, [ErrNotFound] for the
+// a validation error for a bad event or payload, [ErrNotFound] for the
 // endpoint (wrapped), or a database error that should abort tx.
 func (s *Service) Enqueue(ctx context.Context, tx *sql.Tx, endpointID int64, event string, payload json.RawMessage) (Delivery, error) {
 	var v validation
@@ -157,18 +151,11 @@ func (s *Service) Enqueue(ctx context.Context, tx *sql.Tx, endpointID int64, eve
 	if err := s.st.insertDelivery(ctx, tx, &d); err != nil {
 		return Delivery{}, err
 	}
-	args, err := json.Marshal(deliverArgs{DeliveryID: d.ID})
+	jobID, err := enqueue.InTx(ctx, s.jobs, tx, KindDeliver, deliverArgs{DeliveryID: d.ID})
 	if err != nil {
-		return Delivery{}, fmt.Errorf("encode job arguments: %w", err)
+		return Delivery{}, fmt.Errorf("webhook delivery %d: %w", d.ID, err)
 	}
-	res, err := s.jobs.InsertTx(ctx, tx, queue.InsertParams{Kind: KindDeliver, Args: args})
-	if err != nil {
-		return Delivery{}, fmt.Errorf("enqueue %s for delivery %d: %w", KindDeliver, d.ID, err)
-	}
-	if len(res) != 1 || res[0].Job == nil {
-		return Delivery{}, fmt.Errorf("enqueue %s for delivery %d: the engine returned %d results", KindDeliver, d.ID, len(res))
-	}
-	d.JobID = res[0].Job.ID
+	d.JobID = jobID
 	if err := s.st.setJob(ctx, tx, d.ID, d.JobID); err != nil {
 		return Delivery{}, err
 	}
@@ -206,15 +193,12 @@ func (s *Service) Delivery(ctx context.Context, id int64) (DeliveryDetail, error
 		return DeliveryDetail{}, err
 	}
 	out := DeliveryDetail{Delivery: d, Attempts: as}
-	j, err := s.jobs.Get(ctx, d.JobID)
-	switch {
-	case errors.Is(err, queue.ErrNotFound):
-		return out, nil
-	case err != nil:
+	j, err := enqueue.Job(ctx, s.jobs, d.JobID)
+	if err != nil {
 		return DeliveryDetail{}, fmt.Errorf("webhook delivery %d: %w", id, err)
 	}
 	out.Job = j
-	if d.Status != StatusPending {
+	if j == nil || d.Status != StatusPending {
 		return out, nil
 	}
 	switch j.State {

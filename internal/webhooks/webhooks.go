@@ -29,6 +29,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kilnhq/kiln/internal/apperr"
 )
 
 // KindDeliver is the job kind that delivers one webhook.
@@ -55,7 +57,7 @@ const SecretPrefix = "whsec_"
 // Errors of the service; test for them with errors.Is.
 var (
 	// ErrNotFound means no endpoint or delivery has the id.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = apperr.New(apperr.CodeNotFound, "not found")
 )
 
 // DeliveryStatus is where a delivery stands.
@@ -158,38 +160,12 @@ type Attempt struct {
 	RetryAt time.Time
 }
 
-// FieldError names one invalid field and says what is wrong.
-type FieldError struct {
-	Field   string
-	Message string
-}
-
-// ValidationError lists every invalid field of an input.
-type ValidationError struct {
-	Fields []FieldError
-}
-
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Fields))
-	for i, f := range e.Fields {
-		msgs[i] = f.Field + ": " + f.Message
-	}
-	return "invalid webhook: " + strings.Join(msgs, "; ")
-}
-
 // validation collects field errors.
-type validation struct{ fields []FieldError }
+type validation struct{ apperr.Fields }
 
-func (v *validation) bad(field, format string, args ...any) {
-	v.fields = append(v.fields, FieldError{field, fmt.Sprintf(format, args...)})
-}
+func (v *validation) bad(field, format string, args ...any) { v.Add(field, format, args...) }
 
-func (v *validation) err() error {
-	if len(v.fields) == 0 {
-		return nil
-	}
-	return &ValidationError{Fields: v.fields}
-}
+func (v *validation) err() error { return v.Err() }
 
 // ValidateURL checks an endpoint URL and returns it normalized (scheme
 // and host in lower case). It must be absolute http or https with a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 type problem struct {
@@ -26,19 +27,19 @@ type problem struct {
 }
 
 // expectProblem checks that r is a problem with status naming fields.
-func expectProblem(t *testing.T, what string, r response, status int, fields ...string) {
+func expectProblem(t *testing.T, what string, r testutil.Response, status int, fields ...string) {
 	t.Helper()
-	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
-		t.Errorf("%s: %d %s %s, want %d problem", what, r.status, r.header.Get("Content-Type"), r.body, status)
+	if r.Status != status || r.Header.Get("Content-Type") != "application/problem+json" {
+		t.Errorf("%s: %d %s %s, want %d problem", what, r.Status, r.Header.Get("Content-Type"), r.Body, status)
 		return
 	}
-	p := decode[problem](t, r)
+	p := testutil.Decode[problem](t, r)
 	var got []string
 	for _, f := range p.Errors {
 		got = append(got, f.Field)
 	}
 	if fmt.Sprint(got) != fmt.Sprint(fields) && len(fields) > 0 {
-		t.Errorf("%s: fields %v, want %v (%s)", what, got, fields, r.body)
+		t.Errorf("%s: fields %v, want %v (%s)", what, got, fields, r.Body)
 	}
 }
 
@@ -58,32 +59,32 @@ func TestEndpointsAPI(t *testing.T) {
 		}
 
 		// GET shows the hint and the breaker, never the secret.
-		r := e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w1.ID), "")
-		got := decode[webhookView](t, r)
-		if r.status != 200 || got.Secret != "" || strings.Contains(string(r.body), w1.Secret) || got.SecretHint != w1.SecretHint ||
+		r := e.Do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w1.ID), "")
+		got := testutil.Decode[webhookView](t, r)
+		if r.Status != 200 || got.Secret != "" || strings.Contains(string(r.Body), w1.Secret) || got.SecretHint != w1.SecretHint ||
 			got.Breaker == nil || got.Breaker.State != "closed" || got.Breaker.Host != "hooks.example.com:8443" {
-			t.Errorf("GET: %d %s", r.status, r.body)
+			t.Errorf("GET: %d %s", r.Status, r.Body)
 		}
 
 		// Listing: newest first, paged.
-		r = e.do("GET", "/api/v1/webhooks?limit=1", "")
-		page := decode[struct {
+		r = e.Do("GET", "/api/v1/webhooks?limit=1", "")
+		page := testutil.Decode[struct {
 			Webhooks []webhookView `json:"webhooks"`
 			Next     *string       `json:"next"`
 		}](t, r)
-		if r.status != 200 || len(page.Webhooks) != 1 || page.Webhooks[0].ID != w2.ID || page.Next == nil || strings.Contains(string(r.body), w1.Secret) {
-			t.Fatalf("page 1: %s", r.body)
+		if r.Status != 200 || len(page.Webhooks) != 1 || page.Webhooks[0].ID != w2.ID || page.Next == nil || strings.Contains(string(r.Body), w1.Secret) {
+			t.Fatalf("page 1: %s", r.Body)
 		}
-		r = e.do("GET", "/api/v1/webhooks?limit=1&after="+*page.Next, "")
-		page2 := decode[struct {
+		r = e.Do("GET", "/api/v1/webhooks?limit=1&after="+*page.Next, "")
+		page2 := testutil.Decode[struct {
 			Webhooks []webhookView `json:"webhooks"`
 		}](t, r)
 		if len(page2.Webhooks) != 1 || page2.Webhooks[0].ID != w1.ID {
-			t.Errorf("page 2: %s", r.body)
+			t.Errorf("page 2: %s", r.Body)
 		}
-		expectProblem(t, "bad limit", e.do("GET", "/api/v1/webhooks?limit=0", ""), 400, "limit")
-		expectProblem(t, "bad after", e.do("GET", "/api/v1/webhooks?after=x", ""), 400, "after")
-		expectProblem(t, "unknown parameter", e.do("GET", "/api/v1/webhooks?state=x", ""), 400, "state")
+		expectProblem(t, "bad limit", e.Do("GET", "/api/v1/webhooks?limit=0", ""), 400, "limit")
+		expectProblem(t, "bad after", e.Do("GET", "/api/v1/webhooks?after=x", ""), 400, "after")
+		expectProblem(t, "unknown parameter", e.Do("GET", "/api/v1/webhooks?state=x", ""), 400, "state")
 
 		// Bad input.
 		for name, c := range map[string]struct {
@@ -106,18 +107,18 @@ func TestEndpointsAPI(t *testing.T) {
 			"wrong type":    {`{"url":5}`, 400, []string{"url"}},
 			"not JSON":      {`{"url":`, 400, nil},
 		} {
-			expectProblem(t, name, e.do("POST", "/api/v1/webhooks", c.body), c.status, c.fields...)
+			expectProblem(t, name, e.Do("POST", "/api/v1/webhooks", c.body), c.status, c.fields...)
 		}
-		expectProblem(t, "form body", e.do("POST", "/api/v1/webhooks", `url=x`, "Content-Type", "application/x-www-form-urlencoded"), 415)
-		expectProblem(t, "unknown id", e.do("GET", "/api/v1/webhooks/9999", ""), 404)
-		expectProblem(t, "bad id", e.do("GET", "/api/v1/webhooks/abc", ""), 400, "id")
+		expectProblem(t, "form body", e.Do("POST", "/api/v1/webhooks", `url=x`, "Content-Type", "application/x-www-form-urlencoded"), 415)
+		expectProblem(t, "unknown id", e.Do("GET", "/api/v1/webhooks/9999", ""), 404)
+		expectProblem(t, "bad id", e.Do("GET", "/api/v1/webhooks/abc", ""), 400, "id")
 
 		// Deleting.
-		if r := e.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""); r.status != 204 {
-			t.Errorf("DELETE: %d %s", r.status, r.body)
+		if r := e.Do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""); r.Status != 204 {
+			t.Errorf("DELETE: %d %s", r.Status, r.Body)
 		}
-		expectProblem(t, "deleted", e.do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
-		expectProblem(t, "deleted twice", e.do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
+		expectProblem(t, "deleted", e.Do("GET", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
+		expectProblem(t, "deleted twice", e.Do("DELETE", fmt.Sprintf("/api/v1/webhooks/%d", w2.ID), ""), 404)
 	})
 }
 
@@ -157,11 +158,11 @@ func TestRegistrationRefusesInternalAddresses(t *testing.T) {
 		{"http://\uff11\uff12\uff17.0.0.1/", "which is loopback"},
 		{"http://1.2.3.4.5/", "looks like an IPv4 address but is not a valid one"},
 	} {
-		r := e.do("POST", "/api/v1/webhooks", fmt.Sprintf(`{"url":%q}`, c.url))
+		r := e.Do("POST", "/api/v1/webhooks", fmt.Sprintf(`{"url":%q}`, c.url))
 		expectProblem(t, c.url, r, 422, "url")
-		if p := decode[problem](t, r); len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Message, c.want) ||
+		if p := testutil.Decode[problem](t, r); len(p.Errors) != 1 || !strings.Contains(p.Errors[0].Message, c.want) ||
 			!strings.Contains(p.Errors[0].Message, "--webhook-allow-networks") && !strings.Contains(c.want, "not a valid") {
-			t.Errorf("%s: %s, want the url error to say %q", c.url, r.body, c.want)
+			t.Errorf("%s: %s, want the url error to say %q", c.url, r.Body, c.want)
 		}
 	}
 	// Names are checked at delivery; public addresses pass.
@@ -173,7 +174,7 @@ func TestRegistrationRefusesInternalAddresses(t *testing.T) {
 	for _, u := range []string{"http://10.0.0.1/", "http://0xa000001/", "http://localhost:8080/", "http://127.1/", "http://[::ffff:127.0.0.1]/", "http://[fd00::1]/"} {
 		allowed.createWebhook(u)
 	}
-	expectProblem(t, "192.168.0.1 with others allowed", allowed.do("POST", "/api/v1/webhooks", `{"url":"http://192.168.0.1/"}`), 422, "url")
+	expectProblem(t, "192.168.0.1 with others allowed", allowed.Do("POST", "/api/v1/webhooks", `{"url":"http://192.168.0.1/"}`), 422, "url")
 }
 
 func TestDeliveriesAPI(t *testing.T) {
@@ -202,12 +203,12 @@ func TestDeliveriesAPI(t *testing.T) {
 			"trailing":         {`{"event":"x","payload":{}} {}`, 400, nil},
 			"event not string": {`{"event":1,"payload":{}}`, 400, []string{"event"}},
 		} {
-			expectProblem(t, name, e.do("POST", path, c.body), c.status, c.fields...)
+			expectProblem(t, name, e.Do("POST", path, c.body), c.status, c.fields...)
 		}
-		expectProblem(t, "unknown webhook", e.do("POST", "/api/v1/webhooks/9999/deliveries", `{"event":"x","payload":{}}`), 404)
-		expectProblem(t, "list of unknown webhook", e.do("GET", "/api/v1/webhooks/9999/deliveries", ""), 404)
-		expectProblem(t, "unknown delivery", e.do("GET", "/api/v1/webhook-deliveries/9999", ""), 404)
-		expectProblem(t, "bad delivery id", e.do("GET", "/api/v1/webhook-deliveries/0", ""), 400, "id")
+		expectProblem(t, "unknown webhook", e.Do("POST", "/api/v1/webhooks/9999/deliveries", `{"event":"x","payload":{}}`), 404)
+		expectProblem(t, "list of unknown webhook", e.Do("GET", "/api/v1/webhooks/9999/deliveries", ""), 404)
+		expectProblem(t, "unknown delivery", e.Do("GET", "/api/v1/webhook-deliveries/9999", ""), 404)
+		expectProblem(t, "bad delivery id", e.Do("GET", "/api/v1/webhook-deliveries/0", ""), 400, "id")
 
 		var ids []int64
 		for i := range 3 {
@@ -218,23 +219,23 @@ func TestDeliveriesAPI(t *testing.T) {
 			ids = append(ids, d.ID)
 			e.waitJob(d.JobID)
 		}
-		r := e.do("GET", path+"?limit=2", "")
+		r := e.Do("GET", path+"?limit=2", "")
 		var page struct {
 			Deliveries []deliveryView `json:"deliveries"`
 			Next       *string        `json:"next"`
 		}
-		if err := json.Unmarshal(r.body, &page); err != nil || r.status != 200 {
-			t.Fatalf("list: %d %s", r.status, r.body)
+		if err := json.Unmarshal(r.Body, &page); err != nil || r.Status != 200 {
+			t.Fatalf("list: %d %s", r.Status, r.Body)
 		}
 		if len(page.Deliveries) != 2 || page.Deliveries[0].ID != ids[2] || page.Deliveries[1].ID != ids[1] || page.Next == nil {
-			t.Fatalf("page 1: %s", r.body)
+			t.Fatalf("page 1: %s", r.Body)
 		}
 		if d := page.Deliveries[0]; d.Status != "delivered" || d.AttemptCount != 1 || d.Event != "thing.2" || d.Attempts != nil || d.Payload != nil {
-			t.Errorf("listed delivery %s", r.body)
+			t.Errorf("listed delivery %s", r.Body)
 		}
-		r = e.do("GET", path+"?limit=2&after="+*page.Next, "")
-		if err := json.Unmarshal(r.body, &page); err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].ID != ids[0] || page.Next != nil {
-			t.Errorf("page 2: %s", r.body)
+		r = e.Do("GET", path+"?limit=2&after="+*page.Next, "")
+		if err := json.Unmarshal(r.Body, &page); err != nil || len(page.Deliveries) != 1 || page.Deliveries[0].ID != ids[0] || page.Next != nil {
+			t.Errorf("page 2: %s", r.Body)
 		}
 		d := e.delivery(ids[0])
 		if d.Status != "delivered" || len(d.Attempts) != 1 || d.Attempts[0].ResponseBody != "ok" || d.FinishedAt == nil ||
@@ -254,8 +255,8 @@ func TestCancelledJobShowsInDelivery(t *testing.T) {
 	wh := rc.register(e, "/")
 	d := e.deliver(wh.ID, "x", `{}`)
 	e.waitDelivery(d.ID, "attempted", func(d deliveryView) bool { return d.AttemptCount == 1 })
-	if r := e.do("POST", fmt.Sprintf("/api/v1/jobs/%d/cancel", d.JobID), ""); r.status != 200 {
-		t.Fatalf("cancel: %d %s", r.status, r.body)
+	if r := e.Do("POST", fmt.Sprintf("/api/v1/jobs/%d/cancel", d.JobID), ""); r.Status != 200 {
+		t.Fatalf("cancel: %d %s", r.Status, r.Body)
 	}
 	if got := e.delivery(d.ID); got.Status != "cancelled" || got.Attempts[0].NextRetryAt != nil {
 		t.Errorf("delivery of a cancelled job: %+v", got)
@@ -268,9 +269,9 @@ func TestOpenAPI(t *testing.T) {
 	if m := e.api.DocMismatches(); len(m) > 0 {
 		t.Errorf("OpenAPI document and routes differ:\n%s", strings.Join(m, "\n"))
 	}
-	r := e.do("GET", "/api/v1/openapi.json", "")
+	r := e.Do("GET", "/api/v1/openapi.json", "")
 	for _, s := range []string{`"/api/v1/webhook-deliveries/{id}"`, `"WebhookDeliveryDetail"`, `Kiln-Signature`} {
-		if !strings.Contains(string(r.body), s) {
+		if !strings.Contains(string(r.Body), s) {
 			t.Errorf("OpenAPI document lacks %s", s)
 		}
 	}
@@ -293,10 +294,7 @@ func (scopeAuth) Authenticate(_ context.Context, token string) (httpapi.Principa
 func TestScopes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, dbtest.SQLite(t), envOpts{})
-	api, err := httpapi.New(httpapi.Config{Jobs: e.client, Auth: scopeAuth{}, Modules: []httpapi.Module{NewHandler(e.svc)}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	api := testutil.Must(httpapi.New(httpapi.Config{Jobs: e.client, Auth: scopeAuth{}, Modules: []httpapi.Module{NewHandler(e.svc)}}))(t)
 	wh := e.createWebhook("https://example.com/")
 	for _, c := range []struct {
 		method, path, body, token string

@@ -145,3 +145,44 @@ func (e *Env) Client(t testing.TB, cfg queue.Config, start bool) *queue.Client {
 	}
 	return c
 }
+
+// Count returns the one integer query selects on e (a count(*)).
+func (e *Env) Count(t testing.TB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := e.DB.W.QueryRowContext(context.Background(), e.DB.Rebind(query), args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// Exec runs query with args on e.
+func (e *Env) Exec(t testing.TB, query string, args ...any) {
+	t.Helper()
+	if _, err := e.DB.W.ExecContext(context.Background(), e.DB.Rebind(query), args...); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+}
+
+// WaitJob polls job id on c until cond holds of it, or, when cond is
+// nil, until it is final; after 30 seconds it fails t.
+func WaitJob(t testing.TB, c *queue.Client, id int64, cond func(*queue.Job) bool) *queue.Job {
+	t.Helper()
+	if cond == nil {
+		cond = func(j *queue.Job) bool { return j.State.Final() }
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j, err := c.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(j) {
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d still %s after 30s, attempt %d, errors %+v", id, j.State, j.Attempt, j.Errors)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
