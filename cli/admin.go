@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kilnhq/kiln/internal/app"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -67,7 +68,7 @@ func withClient(ctx context.Context, g *globals, mustExist bool, fn func(*queue.
 		return err
 	}
 	defer s.Close()
-	w, err := g.workers(s, nil)
+	w, err := g.workers(app.NewBase(s.app, nil, nil, nil))
 	if err != nil {
 		return err
 	}

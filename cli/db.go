@@ -29,9 +29,9 @@ type store struct {
 // workers returns a registry with every kind this command runs: the
 // built-in ones, with settings k (nil: the defaults), and those of
 // WithKinds.
-func (g *globals) workers(s *store, k *app.Kinds) (*queue.Workers, error) {
+func (g *globals) workers(b *app.Base) (*queue.Workers, error) {
 	w := queue.NewWorkers()
-	if err := app.RegisterKinds(w, s.app, k); err != nil {
+	if err := app.RegisterKinds(w, b); err != nil {
 		return nil, err
 	}
 	for _, register := range g.kinds {

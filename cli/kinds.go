@@ -75,10 +75,9 @@ func (k *kindFlags) check() (*app.Kinds, error) {
 		return nil, usagef("--webhook-allow-networks: %v", err)
 	}
 	out := &app.Kinds{
-		Images:         images.Options{Sizes: sizes, MaxUploadBytes: imgMax, MaxPixels: k.imageMaxPixels, MaxDecoding: k.imageDecoding},
-		Videos:         videos.Options{FFmpeg: k.ffmpeg, Timeout: k.ffmpegTimeout},
-		VideoMaxUpload: vidMax,
-		Webhooks:       webhooks.Options{Timeout: k.webhookTimeout, AllowNetworks: allow},
+		Images:   images.Options{Sizes: sizes, MaxUploadBytes: imgMax, MaxPixels: k.imageMaxPixels, MaxDecoding: k.imageDecoding},
+		Videos:   videos.Options{FFmpeg: k.ffmpeg, Timeout: k.ffmpegTimeout, MaxUploadBytes: vidMax},
+		Webhooks: webhooks.Options{Timeout: k.webhookTimeout, AllowNetworks: allow},
 	}
 	if err := out.Images.Validate(); err != nil {
 		return nil, usagef("image settings: %v", err)

@@ -54,13 +54,15 @@ func (f *engineFlags) register(cmd *cobra.Command) {
 }
 
 // defaultQueues is the default of --queues on a machine with procs CPUs:
-// I/O-bound work shares default; image thumbnails (images) get one worker
-// per CPU, of which --image-max-decoding decode at once while the others
-// read and store files, and ffmpeg (media, itself multi-threaded) one per
-// two CPUs, so that CPU-bound jobs cannot take every CPU from the API;
-// webhook deliveries wait on the network.
+// I/O-bound work shares default (100 workers), and the built-in kinds'
+// own queues get what suits their work ([app.Queues]).
 func defaultQueues(procs int) string {
-	return fmt.Sprintf("default=100,images=%d,media=%d,webhooks=20", max(1, procs), max(1, procs/2))
+	parts := []string{queue.DefaultQueue + "=100"}
+	for name, n := range app.Queues(procs) {
+		parts = append(parts, fmt.Sprintf("%s=%d", name, n))
+	}
+	sort.Strings(parts[1:])
+	return strings.Join(parts, ",")
 }
 
 // unworkedQueues returns, for each kind registered on w whose queue is
@@ -166,7 +168,7 @@ type engine struct {
 	store  *store
 	log    *slog.Logger
 	tel    *telemetry
-	kinds  *app.Kinds
+	base   *app.Base
 }
 
 // runEngine starts a client and its telemetry, calls during (if any) while
@@ -198,7 +200,8 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 	if err != nil {
 		return err
 	}
-	w, err := g.workers(s, kinds)
+	base := app.NewBase(s.app, kinds, tel.registerer(), nil)
+	w, err := g.workers(base)
 	if err != nil {
 		return err
 	}
@@ -235,7 +238,7 @@ func runEngine(ctx context.Context, g *globals, f *engineFlags, t *telemetryFlag
 	}
 	var runErr error
 	if during != nil {
-		runErr = during(ctx, &engine{client: c, store: s, log: log, tel: tel, kinds: kinds})
+		runErr = during(ctx, &engine{client: c, store: s, log: log, tel: tel, base: base})
 	} else {
 		<-ctx.Done()
 	}
@@ -352,9 +355,9 @@ func newServeCmd(g *globals) *cobra.Command {
 func serveHTTP(ctx context.Context, ln net.Listener, e *engine, g *globals, drain time.Duration) error {
 	c, log := e.client, e.log
 	a, err := app.New(app.Config{
-		Jobs: c, DB: e.store.app, Logger: log,
+		Jobs: c, Base: e.base, Logger: log,
 		Metrics: e.tel.metrics, Slow: e.tel.slow, Monitor: e.tel.monitor,
-		Middleware: e.tel.httpMiddleware(), Kinds: e.kinds,
+		Middleware: e.tel.httpMiddleware(),
 	})
 	if err != nil {
 		return err

@@ -54,7 +54,7 @@ func TestDBFlagHint(t *testing.T) {
 func TestDefaultQueuesCoverBuiltInKinds(t *testing.T) {
 	t.Parallel()
 	w := queue.NewWorkers()
-	if err := app.RegisterKinds(w, dbtest.SQLite(t).DB, nil); err != nil {
+	if err := app.RegisterKinds(w, app.NewBase(dbtest.SQLite(t).DB, nil, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"image.thumbnail", "webhook.deliver", "video.thumbnail", "report.generate"} {

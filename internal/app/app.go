@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/blobs"
-	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/httpapi"
 	"github.com/kilnhq/kiln/internal/idempotency"
 	"github.com/kilnhq/kiln/internal/images"
@@ -32,14 +31,14 @@ import (
 
 // Config configures [New].
 type Config struct {
-	// Jobs is the engine client, with [RegisterKinds] applied to its
-	// workers.
+	// Jobs is the engine client, whose workers [RegisterKinds] filled
+	// from Base.
 	Jobs *queue.Client
-	DB   *database.DB
+	// Base is what the features share: the database, the files, the
+	// kinds' settings, the metrics registry and the clock.
+	Base *Base
 	// Logger receives the API's logs; nil discards them.
 	Logger *slog.Logger
-	// Now is the clock (default time.Now).
-	Now func() time.Time
 	// BodyLimit caps request bodies (default httpapi.DefaultBodyLimit).
 	BodyLimit int64
 	// NoAuth serves every route without a token: only for tests and for
@@ -58,9 +57,6 @@ type Config struct {
 	// and panic recovery, outermost first (tracing); see
 	// httpapi.Config.Middleware.
 	Middleware []func(http.Handler) http.Handler
-	// Kinds are the settings of the built-in kinds, as given to
-	// [RegisterKinds] (nil: the defaults).
-	Kinds *Kinds
 }
 
 // App is the assembled HTTP side of kiln.
@@ -74,25 +70,20 @@ type App struct {
 
 // New assembles the API.
 func New(cfg Config) (*App, error) {
-	if cfg.Jobs == nil || cfg.DB == nil {
-		return nil, errors.New("app: Config.Jobs and Config.DB are required")
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Jobs == nil || cfg.Base == nil || cfg.Base.DB == nil {
+		return nil, errors.New("app: Config.Jobs and Config.Base (from NewBase) are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Kinds == nil {
-		cfg.Kinds = &Kinds{}
-	}
-	db := cfg.DB
+	b := cfg.Base
+	db := b.DB
 	a := &App{
-		Tokens:      tokens.NewService(tokens.NewStore(db), tokens.Options{Now: cfg.Now, CacheTTL: cfg.TokenCacheTTL, Logger: cfg.Logger}),
-		Idempotency: idempotency.NewStore(db, idempotency.Options{Now: cfg.Now, Logger: cfg.Logger}),
-		Blobs:       blobs.NewStore(db, blobs.WithClock(cfg.Now)),
+		Tokens:      tokens.NewService(tokens.NewStore(db), tokens.Options{Now: b.Now, CacheTTL: cfg.TokenCacheTTL, Logger: cfg.Logger}),
+		Idempotency: idempotency.NewStore(db, idempotency.Options{Now: b.Now, Logger: cfg.Logger}),
+		Blobs:       b.Blobs,
 	}
-	modules, err := newModules(cfg, a.Blobs)
+	modules, err := newModules(cfg.Jobs, b)
 	if err != nil {
 		_ = a.Tokens.Close()
 		return nil, err
@@ -127,20 +118,19 @@ func New(cfg Config) (*App, error) {
 	return a, nil
 }
 
-// newModules returns the feature modules over cfg.DB, keeping files in bs.
-func newModules(cfg Config, bs *blobs.Store) ([]httpapi.Module, error) {
-	db, jobs, k := cfg.DB, cfg.Jobs, cfg.Kinds
-	io := k.Images
+// newModules returns the feature modules over b, enqueueing with jobs.
+func newModules(jobs *queue.Client, b *Base) ([]httpapi.Module, error) {
+	db, bs, k := b.DB, b.Blobs, b.Kinds
+	io, wo, vo := k.Images, k.Webhooks, k.Videos
 	if io.Now == nil {
-		io.Now = cfg.Now
+		io.Now = b.Now
 	}
-	vo := k.Videos
-	vo.Now, vo.MaxUploadBytes = cfg.Now, k.VideoMaxUpload
-	us, uerr := users.NewService(db, users.Options{Now: cfg.Now})
-	os, oerr := orders.NewService(db, jobs, orders.Options{Now: cfg.Now})
-	rs, rerr := reports.NewService(db, jobs, bs, reports.Options{Now: cfg.Now})
+	wo.Now, vo.Now = b.Now, b.Now
+	us, uerr := users.NewService(db, users.Options{Now: b.Now})
+	os, oerr := orders.NewService(db, jobs, orders.Options{Now: b.Now})
+	rs, rerr := reports.NewService(db, jobs, bs, reports.Options{Now: b.Now})
 	is, ierr := images.NewService(db, jobs, bs, io)
-	ws, werr := webhooks.NewService(db, jobs, k.webhookOptions(cfg.Now))
+	ws, werr := webhooks.NewService(db, jobs, wo)
 	vs, verr := videos.NewService(db, jobs, bs, vo)
 	if err := errors.Join(uerr, oerr, rerr, ierr, werr, verr); err != nil {
 		return nil, fmt.Errorf("app: %w", err)

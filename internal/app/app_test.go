@@ -27,14 +27,16 @@ type env struct {
 
 func newEnv(t *testing.T, e *dbtest.Env) *env {
 	t.Helper()
+	// As serve does: metrics first, so that the features register theirs.
+	m := metrics.New(metrics.Options{})
+	base := app.NewBase(e.DB, nil, m.Registry(), nil)
 	w := queue.NewWorkers()
-	if err := app.RegisterKinds(w, e.DB, nil); err != nil {
+	if err := app.RegisterKinds(w, base); err != nil {
 		t.Fatal(err)
 	}
 	c := e.Client(t, queue.Config{Workers: w, Queues: map[string]queue.QueueConfig{"default": {MaxWorkers: 4}}, PollInterval: 20 * time.Millisecond}, true)
-	m := metrics.New(metrics.Options{})
 	m.WatchQueues(c)
-	a, err := app.New(app.Config{Jobs: c, DB: e.DB, Metrics: m, Monitor: monitor.New(monitor.Options{}), Slow: monitor.NewSlowLog(monitor.SlowOptions{})})
+	a, err := app.New(app.Config{Jobs: c, Base: base, Metrics: m, Monitor: monitor.New(monitor.Options{}), Slow: monitor.NewSlowLog(monitor.SlowOptions{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,7 +37,7 @@ func TestHeapSteadyOver100kJobs(t *testing.T) {
 	}
 	e := dbtest.SQLite(t)
 	w := queue.NewWorkers()
-	if err := app.RegisterKinds(w, e.DB, nil); err != nil {
+	if err := app.RegisterKinds(w, app.NewBase(e.DB, nil, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	var done atomic.Int64

@@ -17,12 +17,13 @@ import (
 // in logs, and returns it with the engine client it enqueues with.
 func serveNoAuth(t *testing.T, e *dbtest.Env, logs *testutil.Logs) (*app.App, *testutil.Server) {
 	t.Helper()
+	base := app.NewBase(e.DB, nil, nil, nil)
 	w := queue.NewWorkers()
-	if err := app.RegisterKinds(w, e.DB, nil); err != nil {
+	if err := app.RegisterKinds(w, base); err != nil {
 		t.Fatal(err)
 	}
 	c := e.Client(t, queue.Config{Workers: w, PollInterval: 20 * time.Millisecond}, false)
-	a, err := app.New(app.Config{Jobs: c, DB: e.DB, NoAuth: true, Logger: logs.Logger()})
+	a, err := app.New(app.Config{Jobs: c, Base: base, NoAuth: true, Logger: logs.Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/apperr"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/enqueue"
@@ -96,6 +98,9 @@ type Options struct {
 	MaxDecoding int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Metrics, if set, gets kiln_image_thumbnail_seconds, how long
+	// image.thumbnail attempts take, by outcome.
+	Metrics prometheus.Registerer
 }
 
 // Validate checks o as given (zero fields stand for their defaults).

@@ -9,8 +9,11 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kilnhq/kiln/internal/blobs"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/metrics"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -23,7 +26,15 @@ func RegisterKinds(w *queue.Workers, db *database.DB, bs *blobs.Store, opts Opti
 	if err != nil {
 		return err
 	}
-	registerKinds(w, &thumbnailer{st: newStore(db), blobs: bs, opts: o})
+	t := &thumbnailer{st: newStore(db), blobs: bs, opts: o}
+	t.seconds = metrics.Register(o.Metrics, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: metrics.Namespace,
+		Subsystem: "image",
+		Name:      "thumbnail_seconds",
+		Help:      "How long image.thumbnail attempts take, decoding, resizing and storing every variant, by outcome (done, refused, error).",
+		Buckets:   []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60},
+	}, []string{"outcome"}))
+	registerKinds(w, t)
 	return nil
 }
 
@@ -44,6 +55,9 @@ type thumbnailer struct {
 	// before it is marked ready; an error fails the attempt there (tests
 	// use it to stop an attempt half-way).
 	stored func(size int) error
+	// seconds observes each attempt's duration by outcome; nil in tests
+	// that build a thumbnailer by hand.
+	seconds *prometheus.HistogramVec
 }
 
 // result is an image.thumbnail job's result.
@@ -76,9 +90,21 @@ func makeResult(id int64, w, h int, vs []Variant) result {
 // and fails the job permanently; anything else (the database, a
 // timeout) is retried.
 func (t *thumbnailer) work(ctx context.Context, job *queue.Job, args thumbnailArgs) error {
+	start := time.Now()
 	err := t.run(ctx, job, args.ImageID)
 	var rej *rejectError
-	if !errors.As(err, &rej) {
+	refused := errors.As(err, &rej)
+	if t.seconds != nil {
+		outcome := "done"
+		switch {
+		case refused:
+			outcome = "refused"
+		case err != nil:
+			outcome = "error"
+		}
+		t.seconds.WithLabelValues(outcome).Observe(time.Since(start).Seconds())
+	}
+	if !refused {
 		return err
 	}
 	if ferr := t.st.fail(ctx, args.ImageID, rej.msg, t.now()); ferr != nil {

@@ -20,8 +20,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/jsontime"
+	"github.com/kilnhq/kiln/internal/metrics"
 	"github.com/kilnhq/kiln/internal/resilience"
 	"github.com/kilnhq/kiln/queue"
 )
@@ -78,6 +81,9 @@ type Options struct {
 	Retry queue.RetryPolicy
 	// Now tells the time of attempts and signatures; default time.Now.
 	Now func() time.Time
+	// Metrics, if set, gets kiln_webhook_attempts_total, the attempts
+	// by outcome and response status code.
+	Metrics prometheus.Registerer
 }
 
 // RegisterKinds registers webhook.deliver on w, on queue [Queue]: it
@@ -102,10 +108,17 @@ type deliverer struct {
 	timeout  time.Duration
 	retry    queue.RetryPolicy
 	now      func() time.Time
+	attempts *prometheus.CounterVec
 }
 
 func newDeliverer(db *database.DB, o Options) *deliverer {
 	d := &deliverer{st: newStore(db), breakers: o.Breakers, timeout: o.Timeout, retry: o.Retry, now: o.Now}
+	d.attempts = metrics.Register(o.Metrics, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: metrics.Namespace,
+		Subsystem: "webhook",
+		Name:      "attempts_total",
+		Help:      "Webhook delivery attempts by outcome and the receiver's status code (none when there was no response).",
+	}, []string{"outcome", "code"}))
 	var rt http.RoundTripper = newTransport(guard{o.AllowNetworks}, o.Resolver)
 	if o.WrapTransport != nil {
 		rt = o.WrapTransport(rt)
@@ -248,6 +261,11 @@ func (d *deliverer) work(ctx context.Context, job *queue.Job, args deliverArgs) 
 func (d *deliverer) record(ctx context.Context, t target, a Attempt, status DeliveryStatus) (int, error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	code := "none"
+	if a.StatusCode != 0 {
+		code = strconv.Itoa(a.StatusCode)
+	}
+	d.attempts.WithLabelValues(string(a.Outcome), code).Inc()
 	return d.st.record(rctx, t.ID, a, status, d.now())
 }
 
