@@ -13,6 +13,7 @@ package images
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -134,21 +135,11 @@ func (o Options) withDefaults() (Options, error) {
 	case o.UploadTimeout < 0:
 		return Options{}, fmt.Errorf("images: Options.UploadTimeout must not be negative, got %s", o.UploadTimeout)
 	}
-	if o.MaxUploadBytes == 0 {
-		o.MaxUploadBytes = DefaultMaxUploadBytes
-	}
-	if o.MaxPixels == 0 {
-		o.MaxPixels = DefaultMaxPixels
-	}
-	if o.MaxDimension == 0 {
-		o.MaxDimension = DefaultMaxDimension
-	}
-	if o.JobTimeout == 0 {
-		o.JobTimeout = DefaultJobTimeout
-	}
-	if o.UploadTimeout == 0 {
-		o.UploadTimeout = DefaultUploadTimeout
-	}
+	o.MaxUploadBytes = cmp.Or(o.MaxUploadBytes, DefaultMaxUploadBytes)
+	o.MaxPixels = cmp.Or(o.MaxPixels, DefaultMaxPixels)
+	o.MaxDimension = cmp.Or(o.MaxDimension, DefaultMaxDimension)
+	o.JobTimeout = cmp.Or(o.JobTimeout, DefaultJobTimeout)
+	o.UploadTimeout = cmp.Or(o.UploadTimeout, DefaultUploadTimeout)
 	if o.MaxDecoding == 0 {
 		o.MaxDecoding = DefaultMaxDecoding()
 	}

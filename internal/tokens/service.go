@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/auth"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // Defaults of [Options].
@@ -100,15 +102,9 @@ func NewService(s *Store, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.CacheTTL == 0 {
-		opts.CacheTTL = DefaultCacheTTL
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
-	if opts.TouchInterval <= 0 {
-		opts.TouchInterval = DefaultTouchInterval
-	}
+	opts.CacheTTL = cmp.Or(opts.CacheTTL, DefaultCacheTTL)
+	defaults.Positive(&opts.CacheSize, DefaultCacheSize)
+	defaults.Positive(&opts.TouchInterval, DefaultTouchInterval)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
