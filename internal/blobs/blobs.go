@@ -114,7 +114,7 @@ func (s *Store) PutWith(ctx context.Context, contentType string, r io.Reader, op
 	if err != nil {
 		return Blob{}, err
 	}
-	b := Blob{ID: id, ContentType: contentType, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	b := Blob{ID: id, ContentType: contentType, CreatedAt: database.StoredTime(s.now())}
 	if _, err := s.db.W.ExecContext(ctx, s.db.Rebind(`INSERT INTO blobs (id, content_type, created_at) VALUES (?, ?, ?)`),
 		id, contentType, s.db.Time(b.CreatedAt)); err != nil {
 		return Blob{}, fmt.Errorf("create blob: %w", err)

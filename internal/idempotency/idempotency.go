@@ -92,7 +92,7 @@ func NewStore(db *database.DB, opts Options) *Store {
 // (microseconds), so that a time read back compares equal to the one
 // written.
 func (s *Store) now() time.Time {
-	return s.opts.Now().UTC().Truncate(time.Microsecond)
+	return database.StoredTime(s.opts.Now())
 }
 
 // Run prunes expired records once, then every [Options.PruneInterval],

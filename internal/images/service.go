@@ -376,7 +376,7 @@ func (s *Service) Create(ctx context.Context, o Original, filename string, sizes
 	b := o.blob
 	img := Image{
 		Filename: filename, ContentType: b.ContentType, Size: b.Size, BlobID: b.ID,
-		Sizes: sizes, Status: StatusPending, CreatedAt: s.opts.Now().UTC().Truncate(time.Microsecond),
+		Sizes: sizes, Status: StatusPending, CreatedAt: database.StoredTime(s.opts.Now()),
 	}
 	img, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Image, error) {
 		img := img

@@ -79,7 +79,7 @@ func NewService(db *database.DB, jobs Jobs, o Options) (*Service, error) {
 
 // timestamp is the clock in UTC at the databases' precision.
 func (s *Service) timestamp() time.Time {
-	return s.now().UTC().Truncate(time.Microsecond)
+	return database.StoredTime(s.now())
 }
 
 // validateCreate checks in and returns the order it describes (without

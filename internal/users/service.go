@@ -64,7 +64,7 @@ func NewService(db *database.DB, o Options) (*Service, error) {
 // timestamp is the service's clock in UTC at the databases' precision
 // (microseconds), so a returned user equals the stored one.
 func (s *Service) timestamp() time.Time {
-	return s.now().UTC().Truncate(time.Microsecond)
+	return database.StoredTime(s.now())
 }
 
 // validateCreate checks and normalizes in: every bad field is listed in
