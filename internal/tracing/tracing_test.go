@@ -22,6 +22,8 @@ import (
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 // env is a fake environment for readEnv.
@@ -215,8 +217,8 @@ func readOTLP(r *http.Request) (*coltracepb.ExportTraceServiceRequest, error) {
 func TestSetupExportsOTLP(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t)
-	var logs bytes.Buffer
-	tr, err := Setup(context.Background(), Options{Endpoint: rc.URL, Version: "v9.9.9", Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	var logs testutil.Logs
+	tr, err := Setup(context.Background(), Options{Endpoint: rc.URL, Version: "v9.9.9", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,18 +246,6 @@ func TestSetupExportsOTLP(t *testing.T) {
 	if !strings.Contains(logs.String(), "tracing on") {
 		t.Errorf("no startup log line: %s", logs.String())
 	}
-}
-
-// syncWriter serialises writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // TestErrorLogRateLimited: export errors are logged at most once a
