@@ -15,8 +15,10 @@ import (
 	"github.com/kilnhq/kiln/internal/monitor"
 )
 
-// start serves s until the test ends and returns its base URL.
-func start(t *testing.T, opts Options) (*Server, string) {
+// run serves a new server with opts (on a free loopback port unless
+// opts.Addr says otherwise) until cancel; done receives what Serve
+// returned.
+func run(t *testing.T, opts Options) (s *Server, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
@@ -29,8 +31,15 @@ func start(t *testing.T, opts Options) (*Server, string) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ctx) }()
+	return s, cancel, served
+}
+
+// start serves s until the test ends and returns its base URL.
+func start(t *testing.T, opts Options) (*Server, string) {
+	t.Helper()
+	s, cancel, done := run(t, opts)
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -246,16 +255,7 @@ func TestFlightRecorderDump(t *testing.T) {
 func TestProfileRatesWhileServing(t *testing.T) {
 	t.Parallel()
 	before := runtime.SetMutexProfileFraction(-1)
-	s, err := New(Options{Addr: "127.0.0.1:0", MutexFraction: 7, BlockRate: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx) }()
+	s, cancel, done := run(t, Options{MutexFraction: 7, BlockRate: 10000})
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.SetMutexProfileFraction(-1) != 7 {
 		if time.Now().After(deadline) {

@@ -114,7 +114,7 @@ func (s *Store) PutWith(ctx context.Context, contentType string, r io.Reader, op
 	if err != nil {
 		return Blob{}, err
 	}
-	b := Blob{ID: id, ContentType: contentType, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	b := Blob{ID: id, ContentType: contentType, CreatedAt: database.StoredTime(s.now())}
 	if _, err := s.db.W.ExecContext(ctx, s.db.Rebind(`INSERT INTO blobs (id, content_type, created_at) VALUES (?, ?, ?)`),
 		id, contentType, s.db.Time(b.CreatedAt)); err != nil {
 		return Blob{}, fmt.Errorf("create blob: %w", err)
@@ -127,7 +127,7 @@ func (s *Store) PutWith(ctx context.Context, contentType string, r io.Reader, op
 		// still run.
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if derr := s.remove(dctx, id); derr != nil {
+		if _, derr := s.remove(dctx, id, false); derr != nil {
 			err = fmt.Errorf("%w (and deleting it failed: %v)", err, derr)
 		}
 	}()
@@ -295,12 +295,7 @@ func (r *reader) Close() error {
 // [ErrNotFound] if there is none. References to it from reports become
 // NULL.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	var n int64
-	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		n, err = s.removeTx(ctx, tx, id, false)
-		return err
-	})
+	n, err := s.remove(ctx, id, false)
 	if err != nil {
 		return err
 	}
@@ -310,12 +305,15 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	return nil
 }
 
-// remove deletes blob id if it exists.
-func (s *Store) remove(ctx context.Context, id string) error {
-	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		_, err := s.removeTx(ctx, tx, id, false)
+// remove runs removeTx in a transaction of its own.
+func (s *Store) remove(ctx context.Context, id string, onlyIncomplete bool) (int64, error) {
+	var n int64
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		n, err = s.removeTx(ctx, tx, id, onlyIncomplete)
 		return err
 	})
+	return n, err
 }
 
 // removeTx deletes blob id's row and chunks in tx (the chunks explicitly,
@@ -369,12 +367,7 @@ func (s *Store) PurgeIncomplete(ctx context.Context, before time.Time) (int, err
 	}
 	n := 0
 	for _, id := range ids {
-		var deleted int64
-		err := s.db.InTx(ctx, func(tx *sql.Tx) error {
-			var err error
-			deleted, err = s.removeTx(ctx, tx, id, true)
-			return err
-		})
+		deleted, err := s.remove(ctx, id, true)
 		if err != nil {
 			return n, err
 		}

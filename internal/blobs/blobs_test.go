@@ -340,30 +340,26 @@ func TestCorruptionIsDetected(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// damage runs query on the blob's chunks and checks that reading
+		// the blob then fails with ErrCorrupt.
+		damage := func(what, query string, args ...any) {
+			t.Helper()
+			if _, err := e.DB.W.ExecContext(ctx, e.DB.Rebind(query), args...); err != nil {
+				t.Fatal(err)
+			}
+			_, rc, err := s.Open(ctx, b.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if _, err := io.ReadAll(rc); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("read of a %s chunk: %v, want ErrCorrupt", what, err)
+			}
+		}
 		bad := bytes.Clone(data[ChunkSize:])
 		bad[0] ^= 1
-		if _, err := e.DB.W.ExecContext(ctx, e.DB.Rebind(`UPDATE blob_chunks SET data = ? WHERE blob_id = ? AND seq = 1`), bad, b.ID); err != nil {
-			t.Fatal(err)
-		}
-		_, rc, err := s.Open(ctx, b.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
-		if _, err := io.ReadAll(rc); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("read of a changed chunk: %v, want ErrCorrupt", err)
-		}
-		if _, err := e.DB.W.ExecContext(ctx, e.DB.Rebind(`DELETE FROM blob_chunks WHERE blob_id = ? AND seq = 1`), b.ID); err != nil {
-			t.Fatal(err)
-		}
-		_, rc2, err := s.Open(ctx, b.ID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc2.Close()
-		if _, err := io.ReadAll(rc2); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("read of a missing chunk: %v, want ErrCorrupt", err)
-		}
+		damage("changed", `UPDATE blob_chunks SET data = ? WHERE blob_id = ? AND seq = 1`, bad, b.ID)
+		damage("missing", `DELETE FROM blob_chunks WHERE blob_id = ? AND seq = 1`, b.ID)
 	})
 }
 

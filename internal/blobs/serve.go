@@ -1,6 +1,7 @@
 package blobs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,25 @@ import (
 
 	"github.com/kilnhq/kiln/internal/httpapi"
 )
+
+// Download returns the handler of a GET .../{id}/<file>: it calls get
+// with the path's id and serves, by [Serve], the blob that file names in
+// what get returned, under the download name file gives.
+func Download[T any](store *Store, get func(ctx context.Context, id int64) (T, error), file func(T) (blobID, filename string)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := httpapi.PathID(r, "id")
+		var v T
+		if err == nil {
+			v, err = get(r.Context(), id)
+		}
+		if err != nil {
+			httpapi.WriteError(w, r, err)
+			return
+		}
+		blobID, name := file(v)
+		Serve(w, r, store, blobID, name)
+	}
+}
 
 // Serve answers r with the blob that has the id as a download named
 // filename (sanitised to letters, digits, '.', '-' and '_'). It sets

@@ -171,6 +171,11 @@ func (db *DB) Time(t time.Time) any {
 	return t.UnixMicro()
 }
 
+// StoredTime returns t as both databases store it: in UTC, to the
+// microsecond. A service stamps its records with it so that what it
+// returns equals what it reads back.
+func StoredTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
 // ScanTime returns a scanner for a column written with [DB.Time]; NULL
 // scans as the zero time.
 func ScanTime(t *time.Time) sql.Scanner { return timeScanner{t} }

@@ -205,24 +205,32 @@ func TestRouteBodyLimit(t *testing.T) {
 	}
 }
 
-// newServer serves h with NewServer and Serve on a loopback port and
-// returns its URL.
-func newServer(t *testing.T, h http.Handler) string {
+// runServer serves h with NewServer and Serve on a loopback port until
+// cancel and returns its URL; done receives what Serve returned.
+func runServer(t *testing.T, h http.Handler) (url string, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, NewServer(h, nil), ln, 5*time.Second) }()
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, NewServer(h, nil), ln, 5*time.Second) }()
+	return "http://" + ln.Addr().String(), cancel, served
+}
+
+// newServer serves h as runServer does until the test ends and returns
+// its URL.
+func newServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	url, cancel, done := runServer(t, h)
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
 	})
-	return "http://" + ln.Addr().String()
+	return url
 }
 
 func TestServerTimeoutsAndGracefulShutdown(t *testing.T) {
@@ -237,20 +245,14 @@ func TestServerTimeoutsAndGracefulShutdown(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 		_, _ = io.WriteString(w, "finished")
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, NewServer(h, nil), ln, 5*time.Second) }()
+	url, cancel, done := runServer(t, h)
 	type result struct {
 		body string
 		err  error
 	}
 	got := make(chan result, 1)
 	go func() {
-		resp, err := http.Get("http://" + ln.Addr().String())
+		resp, err := http.Get(url)
 		if err != nil {
 			got <- result{err: err}
 			return
@@ -267,7 +269,7 @@ func TestServerTimeoutsAndGracefulShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("serve: %v", err)
 	}
-	if _, err := http.Get("http://" + ln.Addr().String()); err == nil {
+	if _, err := http.Get(url); err == nil {
 		t.Error("server still accepts after shutdown")
 	}
 }

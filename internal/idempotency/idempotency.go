@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // Header is the request header field that carries the key.
@@ -76,21 +77,11 @@ func NewStore(db *database.DB, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.TTL <= 0 {
-		opts.TTL = DefaultTTL
-	}
-	if opts.LockTimeout <= 0 {
-		opts.LockTimeout = DefaultLockTimeout
-	}
-	if opts.MaxBody <= 0 {
-		opts.MaxBody = DefaultMaxBody
-	}
-	if opts.PruneInterval <= 0 {
-		opts.PruneInterval = DefaultPruneInterval
-	}
-	if opts.PruneBatch <= 0 {
-		opts.PruneBatch = DefaultPruneBatch
-	}
+	defaults.Positive(&opts.TTL, DefaultTTL)
+	defaults.Positive(&opts.LockTimeout, DefaultLockTimeout)
+	defaults.Positive(&opts.MaxBody, DefaultMaxBody)
+	defaults.Positive(&opts.PruneInterval, DefaultPruneInterval)
+	defaults.Positive(&opts.PruneBatch, DefaultPruneBatch)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -101,7 +92,7 @@ func NewStore(db *database.DB, opts Options) *Store {
 // (microseconds), so that a time read back compares equal to the one
 // written.
 func (s *Store) now() time.Time {
-	return s.opts.Now().UTC().Truncate(time.Microsecond)
+	return database.StoredTime(s.opts.Now())
 }
 
 // Run prunes expired records once, then every [Options.PruneInterval],

@@ -15,6 +15,7 @@ import (
 	"github.com/kilnhq/kiln/internal/database"
 	"github.com/kilnhq/kiln/internal/database/dbtest"
 	"github.com/kilnhq/kiln/internal/httpapi"
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 // work does its work through database.Once: it inserts a row naming the
@@ -56,11 +57,18 @@ func (p *probe) upload(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, r, http.StatusOK, map[string]any{"sha256": hex.EncodeToString(h.Sum(nil)), "size": n})
 }
 
-func newWorkTable(t *testing.T, e *dbtest.Env) {
+// workPath is the probe route that records its call in probe_work.
+const workPath = "/api/v1/probe/work"
+
+// newWorkInstance creates the probe_work table and returns an instance
+// on e whose clock is the one returned.
+func newWorkInstance(t *testing.T, e *dbtest.Env) (*instance, *testutil.Clock) {
 	t.Helper()
 	if _, err := e.DB.W.Exec("CREATE TABLE probe_work (call INTEGER NOT NULL)"); err != nil {
 		t.Fatal(err)
 	}
+	c := newClock()
+	return newInstance(t, e, setup{opts: Options{Now: c.Now}}), c
 }
 
 func (in *instance) countWork() int {
@@ -90,12 +98,9 @@ func (r response) answeredBy(t *testing.T) int64 {
 func TestCommittedWorkIsReturnedNotRedone(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, e *dbtest.Env) {
-		newWorkTable(t, e)
-		c := newClock()
-		in := newInstance(t, e, setup{opts: Options{Now: c.Now}})
-		const path = "/api/v1/probe/work"
+		in, c := newWorkInstance(t, e)
 
-		crashed := in.post(path, `{"n":1}`, append(key(`"w"`), "X-Probe-Crash", "1")...)
+		crashed := in.post(workPath, `{"n":1}`, append(key(`"w"`), "X-Probe-Crash", "1")...)
 		if crashed.Status != http.StatusInternalServerError {
 			t.Fatalf("crashing call: status %d: %s", crashed.Status, crashed.Body)
 		}
@@ -104,28 +109,28 @@ func TestCommittedWorkIsReturnedNotRedone(t *testing.T) {
 		}
 		// Right after the commit the key is held, as its response may
 		// still be on its way.
-		in.post(path, `{"n":1}`, key(`"w"`)...).problem(t, http.StatusConflict, httpapi.CodeConflict)
+		in.post(workPath, `{"n":1}`, key(`"w"`)...).problem(t, http.StatusConflict, httpapi.CodeConflict)
 
 		c.Advance(committedLock + time.Second)
-		recovered := in.post(path, `{"n":1}`, key(`"w"`)...)
+		recovered := in.post(workPath, `{"n":1}`, key(`"w"`)...)
 		if recovered.Status != http.StatusCreated || recovered.call(t) != 1 || !recovered.replayed() {
 			t.Fatalf("repeat after the crash: status %d, replayed %v: %s; want the work of call 1, replayed", recovered.Status, recovered.replayed(), recovered.Body)
 		}
 		if by := recovered.answeredBy(t); by != 2 {
 			t.Fatalf("answered by call %d, want 2 (the busy repeat ran no handler)", by)
 		}
-		again := in.post(path, `{"n":1}`, key(`"w"`)...)
+		again := in.post(workPath, `{"n":1}`, key(`"w"`)...)
 		if again.Status != http.StatusCreated || !again.replayed() || string(again.Body) != string(recovered.Body) {
 			t.Fatalf("next repeat: status %d, replayed %v: %s; want the stored %s", again.Status, again.replayed(), again.Body, recovered.Body)
 		}
 		if n := in.countWork(); n != 1 {
 			t.Fatalf("%d rows of work after the repeats, want 1", n)
 		}
-		in.post(path, `{"n":2}`, key(`"w"`)...).problem(t, http.StatusUnprocessableEntity, httpapi.CodeUnprocessable)
+		in.post(workPath, `{"n":2}`, key(`"w"`)...).problem(t, http.StatusUnprocessableEntity, httpapi.CodeUnprocessable)
 
 		// Once the record expires, the key is new again: new work.
 		c.Advance(DefaultTTL)
-		fresh := in.post(path, `{"n":1}`, key(`"w"`)...)
+		fresh := in.post(workPath, `{"n":1}`, key(`"w"`)...)
 		if fresh.Status != http.StatusCreated || fresh.replayed() || fresh.call(t) != 3 {
 			t.Fatalf("after expiry: status %d, replayed %v: %s; want new work by call 3", fresh.Status, fresh.replayed(), fresh.Body)
 		}
@@ -141,16 +146,13 @@ func TestCommittedWorkIsReturnedNotRedone(t *testing.T) {
 func TestTakenOverRequestDoesNoWork(t *testing.T) {
 	t.Parallel()
 	dbtest.Each(t, func(t *testing.T, e *dbtest.Env) {
-		newWorkTable(t, e)
-		c := newClock()
-		in := newInstance(t, e, setup{opts: Options{Now: c.Now}})
-		const path = "/api/v1/probe/work"
+		in, c := newWorkInstance(t, e)
 		slow := make(chan response, 1)
-		go func() { slow <- in.post(path, `{}`, append(key(`"t"`), "X-Probe-Block", "1")...) }()
+		go func() { slow <- in.post(workPath, `{}`, append(key(`"t"`), "X-Probe-Block", "1")...) }()
 		<-in.probe.entered
 
 		c.Advance(DefaultLockTimeout + time.Second)
-		repeat := in.post(path, `{}`, key(`"t"`)...)
+		repeat := in.post(workPath, `{}`, key(`"t"`)...)
 		if repeat.Status != http.StatusCreated || repeat.call(t) != 2 {
 			t.Fatalf("repeat that takes the key over: status %d: %s", repeat.Status, repeat.Body)
 		}
@@ -162,7 +164,7 @@ func TestTakenOverRequestDoesNoWork(t *testing.T) {
 		if n := in.countWork(); n != 1 {
 			t.Fatalf("%d rows of work, want 1 (the repeat's)", n)
 		}
-		again := in.post(path, `{}`, key(`"t"`)...)
+		again := in.post(workPath, `{}`, key(`"t"`)...)
 		if !again.replayed() || string(again.Body) != string(repeat.Body) {
 			t.Fatalf("third request: replayed %v, %s; want the repeat's %s", again.replayed(), again.Body, repeat.Body)
 		}

@@ -45,7 +45,7 @@ func (h *Handler) Routes() []httpapi.Route {
 		{Pattern: "POST " + p, Handler: h.upload, BodyLimit: h.BodyLimit(), ReadTimeout: h.s.Options().UploadTimeout},
 		{Pattern: "GET " + p, Handler: h.list},
 		{Pattern: "GET " + p + "/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) imageResponse { return toResponse(st.Record) })},
-		{Pattern: "GET " + p + "/{id}/original", Handler: h.original},
+		{Pattern: "GET " + p + "/{id}/original", Handler: blobs.Download(h.s.Blobs(), h.s.Original, originalFile)},
 		{Pattern: "GET " + p + "/{id}/variants/{size}", Handler: h.variant},
 	}
 }
@@ -270,22 +270,13 @@ func parseList(rawQuery string) (ListParams, error) {
 	return ListParams{Limit: page.Limit, AfterID: page.After}, err
 }
 
-func (h *Handler) original(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	img, err := h.s.Original(r.Context(), id)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
+// originalFile names the blob of img's upload and its download name.
+func originalFile(img Image) (blobID, filename string) {
 	name := img.Filename
 	if name == "" {
 		name = fmt.Sprintf("image-%d%s", img.ID, extension(img.ContentType))
 	}
-	blobs.Serve(w, r, h.s.Blobs(), img.BlobID, name)
+	return img.BlobID, name
 }
 
 func (h *Handler) variant(w http.ResponseWriter, r *http.Request) {

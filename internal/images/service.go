@@ -13,6 +13,7 @@ package images
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -134,21 +135,11 @@ func (o Options) withDefaults() (Options, error) {
 	case o.UploadTimeout < 0:
 		return Options{}, fmt.Errorf("images: Options.UploadTimeout must not be negative, got %s", o.UploadTimeout)
 	}
-	if o.MaxUploadBytes == 0 {
-		o.MaxUploadBytes = DefaultMaxUploadBytes
-	}
-	if o.MaxPixels == 0 {
-		o.MaxPixels = DefaultMaxPixels
-	}
-	if o.MaxDimension == 0 {
-		o.MaxDimension = DefaultMaxDimension
-	}
-	if o.JobTimeout == 0 {
-		o.JobTimeout = DefaultJobTimeout
-	}
-	if o.UploadTimeout == 0 {
-		o.UploadTimeout = DefaultUploadTimeout
-	}
+	o.MaxUploadBytes = cmp.Or(o.MaxUploadBytes, DefaultMaxUploadBytes)
+	o.MaxPixels = cmp.Or(o.MaxPixels, DefaultMaxPixels)
+	o.MaxDimension = cmp.Or(o.MaxDimension, DefaultMaxDimension)
+	o.JobTimeout = cmp.Or(o.JobTimeout, DefaultJobTimeout)
+	o.UploadTimeout = cmp.Or(o.UploadTimeout, DefaultUploadTimeout)
 	if o.MaxDecoding == 0 {
 		o.MaxDecoding = DefaultMaxDecoding()
 	}
@@ -385,7 +376,7 @@ func (s *Service) Create(ctx context.Context, o Original, filename string, sizes
 	b := o.blob
 	img := Image{
 		Filename: filename, ContentType: b.ContentType, Size: b.Size, BlobID: b.ID,
-		Sizes: sizes, Status: StatusPending, CreatedAt: s.opts.Now().UTC().Truncate(time.Microsecond),
+		Sizes: sizes, Status: StatusPending, CreatedAt: database.StoredTime(s.opts.Now()),
 	}
 	img, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Image, error) {
 		img := img

@@ -114,7 +114,7 @@ func (t *thumbnailer) work(ctx context.Context, job *queue.Job, args thumbnailAr
 	return queue.Permanent(fmt.Errorf("image %d: %w", args.ImageID, err))
 }
 
-func (t *thumbnailer) now() time.Time { return t.opts.Now().UTC().Truncate(time.Microsecond) }
+func (t *thumbnailer) now() time.Time { return database.StoredTime(t.opts.Now()) }
 
 // run makes image id's missing variants and marks it done. Variants an
 // earlier attempt finished are kept; files it left unfinished are

@@ -56,27 +56,19 @@ func (m *Metrics) RequestDone(method, route string, status int, d time.Duration)
 	m.reqCache.get(k).Observe(d.Seconds())
 }
 
-// methodLabel bounds the method label to the standard methods.
+// standardMethods are the method labels; any other method is "other".
+var standardMethods = [...]string{
+	http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+	http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace,
+}
+
+// methodLabel bounds the method label to the standard methods. It returns
+// the constant, not method, so that the cache keeps no request's string.
 func methodLabel(method string) string {
-	switch method {
-	case http.MethodGet:
-		return http.MethodGet
-	case http.MethodHead:
-		return http.MethodHead
-	case http.MethodPost:
-		return http.MethodPost
-	case http.MethodPut:
-		return http.MethodPut
-	case http.MethodPatch:
-		return http.MethodPatch
-	case http.MethodDelete:
-		return http.MethodDelete
-	case http.MethodOptions:
-		return http.MethodOptions
-	case http.MethodConnect:
-		return http.MethodConnect
-	case http.MethodTrace:
-		return http.MethodTrace
+	for _, m := range standardMethods {
+		if m == method {
+			return m
+		}
 	}
 	return "other"
 }

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // The defaults of [FROptions].
@@ -80,18 +83,10 @@ type FlightRecorder struct {
 // NewFlightRecorder returns a flight recorder, not yet started, creating
 // opts.Dir if it is set.
 func NewFlightRecorder(opts FROptions) (*FlightRecorder, error) {
-	if opts.Window <= 0 {
-		opts.Window = DefaultTraceWindow
-	}
-	if opts.MaxBytes == 0 {
-		opts.MaxBytes = DefaultTraceMaxBytes
-	}
-	if opts.MinInterval <= 0 {
-		opts.MinInterval = DefaultTraceMinInterval
-	}
-	if opts.Keep <= 0 {
-		opts.Keep = DefaultTraceKeep
-	}
+	defaults.Positive(&opts.Window, DefaultTraceWindow)
+	opts.MaxBytes = cmp.Or(opts.MaxBytes, DefaultTraceMaxBytes)
+	defaults.Positive(&opts.MinInterval, DefaultTraceMinInterval)
+	defaults.Positive(&opts.Keep, DefaultTraceKeep)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"math"
@@ -10,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // Disabled, given as a threshold, turns that check off. A zero threshold
@@ -153,18 +156,10 @@ func New(opts Options) *Monitor {
 		onLag:      opts.OnLag,
 		stacks:     topStacks,
 	}
-	if m.interval <= 0 {
-		m.interval = DefaultInterval
-	}
-	if m.threshold == 0 {
-		m.threshold = DefaultSchedLatencyThreshold
-	}
-	if m.warnEvery <= 0 {
-		m.warnEvery = DefaultWarnEvery
-	}
-	if m.stackLimit == 0 {
-		m.stackLimit = DefaultStackLimit
-	}
+	defaults.Positive(&m.interval, DefaultInterval)
+	m.threshold = cmp.Or(m.threshold, DefaultSchedLatencyThreshold)
+	defaults.Positive(&m.warnEvery, DefaultWarnEvery)
+	m.stackLimit = cmp.Or(m.stackLimit, DefaultStackLimit)
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}

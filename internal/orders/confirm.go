@@ -37,7 +37,7 @@ func RegisterKinds(w *queue.Workers, db *database.DB) {
 
 // confirm works one order.confirm job.
 func confirm(ctx context.Context, s *store, job *queue.Job, a ConfirmArgs, now func() time.Time) error {
-	changed, status, err := s.confirm(ctx, a.OrderID, now().UTC().Truncate(time.Microsecond))
+	changed, status, err := s.confirm(ctx, a.OrderID, database.StoredTime(now()))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return queue.Permanent(fmt.Errorf("confirm: %w", err))

@@ -136,4 +136,15 @@ func (e *env) exec(stmts ...string) {
 	}
 }
 
+// dropTrigger drops trigger name on table, in the words of e's dialect.
+func (e *env) dropTrigger(name, table string) {
+	e.t.Helper()
+	switch e.db.Dialect {
+	case database.SQLite:
+		e.exec(`DROP TRIGGER ` + name)
+	case database.Postgres:
+		e.exec(`DROP TRIGGER ` + name + ` ON ` + table)
+	}
+}
+
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

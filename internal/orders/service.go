@@ -79,7 +79,7 @@ func NewService(db *database.DB, jobs Jobs, o Options) (*Service, error) {
 
 // timestamp is the clock in UTC at the databases' precision.
 func (s *Service) timestamp() time.Time {
-	return s.now().UTC().Truncate(time.Microsecond)
+	return database.StoredTime(s.now())
 }
 
 // validateCreate checks in and returns the order it describes (without
@@ -113,7 +113,7 @@ func validateCreate(in CreateInput) (Order, error) {
 		o.Currency = in.Currency
 	}
 	o.Note = v.note(in.Note)
-	return o, v.err()
+	return o, v.Err()
 }
 
 // validatePatch checks the fields in sets.
@@ -125,7 +125,7 @@ func validatePatch(in PatchInput) error {
 	if in.Status != nil && *in.Status != string(StatusCancelled) {
 		v.Add("status", `can only be set to "cancelled"`)
 	}
-	return v.err()
+	return v.Err()
 }
 
 // Create validates in, then stores the order and enqueues its confirm job
@@ -203,8 +203,6 @@ func isCurrency(s string) bool {
 
 // validator collects field errors.
 type validator struct{ apperr.Fields }
-
-func (v *validator) err() error { return v.Err() }
 
 // note records what is wrong with a note, if anything, and returns it.
 func (v *validator) note(s string) string {

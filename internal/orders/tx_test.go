@@ -92,12 +92,7 @@ func TestFailedCommitLeavesNothing(t *testing.T) {
 		}
 
 		// Without the guard, the same database takes orders again.
-		switch e.db.Dialect {
-		case database.SQLite:
-			e.exec(`DROP TRIGGER orders_fail_commit`)
-		case database.Postgres:
-			e.exec(`DROP TRIGGER orders_fail_commit ON orders`)
-		}
+		e.dropTrigger("orders_fail_commit", "orders")
 		e.assertCreateWorks(userID)
 	})
 }
@@ -125,12 +120,7 @@ func TestFailedJobInsertRollsBackOrder(t *testing.T) {
 		}
 		e.assertNothingStored()
 
-		switch e.db.Dialect {
-		case database.SQLite:
-			e.exec(`DROP TRIGGER jobs_refuse`)
-		case database.Postgres:
-			e.exec(`DROP TRIGGER jobs_refuse ON kiln_jobs`)
-		}
+		e.dropTrigger("jobs_refuse", "kiln_jobs")
 		e.assertCreateWorks(userID)
 	})
 }

@@ -94,7 +94,7 @@ func (g *generator) work(ctx context.Context, job *queue.Job, args generateArgs)
 		return err
 	}
 	err = g.db.InTx(ctx, func(tx *sql.Tx) error {
-		return g.st.complete(ctx, tx, r.ID, b.ID, int64(len(groups.rows)), g.now().UTC().Truncate(time.Microsecond))
+		return g.st.complete(ctx, tx, r.ID, b.ID, int64(len(groups.rows)), database.StoredTime(g.now()))
 	})
 	if err != nil {
 		// Best effort: the next attempt deletes it anyway while the

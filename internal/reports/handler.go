@@ -33,7 +33,7 @@ func (h *Handler) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "POST " + httpapi.Prefix + "/reports", Handler: h.create},
 		{Pattern: "GET " + httpapi.Prefix + "/reports/{id}", Handler: httpapi.Show(h.s.Get, toResponse)},
-		{Pattern: "GET " + httpapi.Prefix + "/reports/{id}/download", Handler: h.download},
+		{Pattern: "GET " + httpapi.Prefix + "/reports/{id}/download", Handler: blobs.Download(h.s.Blobs(), h.s.Download, downloadFile)},
 	}
 }
 
@@ -178,16 +178,5 @@ func toResponse(st Status) reportResponse {
 	return out
 }
 
-func (h *Handler) download(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	rp, err := h.s.Download(r.Context(), id)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	blobs.Serve(w, r, h.s.Blobs(), rp.BlobID, filename(rp))
-}
+// downloadFile names the blob of rp's CSV and its download name.
+func downloadFile(rp Report) (blobID, name string) { return rp.BlobID, filename(rp) }

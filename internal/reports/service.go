@@ -86,10 +86,10 @@ func (p *Params) Normalize() error {
 		bad("group_by", "must be %q, %q or %q", GroupByUser, GroupByDay, GroupByMonth)
 	}
 	if !p.From.IsZero() {
-		p.From = p.From.UTC().Truncate(time.Microsecond)
+		p.From = database.StoredTime(p.From)
 	}
 	if !p.To.IsZero() {
-		p.To = p.To.UTC().Truncate(time.Microsecond)
+		p.To = database.StoredTime(p.To)
 	}
 	if !p.From.IsZero() && !p.To.IsZero() && !p.From.Before(p.To) {
 		bad("to", "must be after from")
@@ -210,7 +210,7 @@ func (s *Service) Create(ctx context.Context, p Params) (Created, error) {
 	if err != nil {
 		return Created{}, fmt.Errorf("encode report parameters: %w", err)
 	}
-	now := s.now().UTC().Truncate(time.Microsecond)
+	now := database.StoredTime(s.now())
 	c, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Created, error) {
 		id, err := s.st.insert(ctx, tx, p.Kind, params, now)
 		if err != nil {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // State is a circuit breaker's state.
@@ -142,24 +144,12 @@ type breaker struct {
 
 // NewBreakers returns an empty set of breakers configured by o.
 func NewBreakers(o BreakerOptions) *Breakers {
-	if o.ConsecutiveFailures <= 0 {
-		o.ConsecutiveFailures = DefaultConsecutiveFailures
-	}
-	if o.MinRequests <= 0 {
-		o.MinRequests = DefaultMinRequests
-	}
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.Cooldown <= 0 {
-		o.Cooldown = DefaultCooldown
-	}
-	if o.HalfOpenProbes <= 0 {
-		o.HalfOpenProbes = DefaultHalfOpenProbes
-	}
-	if o.MaxKeys <= 0 {
-		o.MaxKeys = DefaultMaxKeys
-	}
+	defaults.Positive(&o.ConsecutiveFailures, DefaultConsecutiveFailures)
+	defaults.Positive(&o.MinRequests, DefaultMinRequests)
+	defaults.Positive(&o.Window, DefaultWindow)
+	defaults.Positive(&o.Cooldown, DefaultCooldown)
+	defaults.Positive(&o.HalfOpenProbes, DefaultHalfOpenProbes)
+	defaults.Positive(&o.MaxKeys, DefaultMaxKeys)
 	if o.Now == nil {
 		o.Now = time.Now
 	}

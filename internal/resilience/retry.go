@@ -19,6 +19,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/kilnhq/kiln/internal/defaults"
 	"github.com/kilnhq/kiln/queue"
 )
 
@@ -54,15 +55,9 @@ type Retry struct {
 }
 
 func (r Retry) withDefaults() Retry {
-	if r.MaxAttempts <= 0 {
-		r.MaxAttempts = DefaultMaxAttempts
-	}
-	if r.Base <= 0 {
-		r.Base = DefaultBase
-	}
-	if r.Max <= 0 {
-		r.Max = DefaultMax
-	}
+	defaults.Positive(&r.MaxAttempts, DefaultMaxAttempts)
+	defaults.Positive(&r.Base, DefaultBase)
+	defaults.Positive(&r.Max, DefaultMax)
 	if r.Sleep == nil {
 		r.Sleep = sleep
 	}

@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // Options configure a Supervisor.
@@ -93,18 +95,12 @@ func New(o Options) (*Supervisor, error) {
 	if o.Name == "" {
 		o.Name = "child process"
 	}
-	if o.StopTimeout <= 0 {
-		o.StopTimeout = 30 * time.Second
-	}
-	if o.MinRestartDelay <= 0 {
-		o.MinRestartDelay = time.Second
-	}
+	defaults.Positive(&o.StopTimeout, 30*time.Second)
+	defaults.Positive(&o.MinRestartDelay, time.Second)
 	if o.MaxRestartDelay < o.MinRestartDelay {
 		o.MaxRestartDelay = max(time.Minute, o.MinRestartDelay)
 	}
-	if o.StableAfter <= 0 {
-		o.StableAfter = time.Minute
-	}
+	defaults.Positive(&o.StableAfter, time.Minute)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/auth"
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/defaults"
 )
 
 // Defaults of [Options].
@@ -100,15 +102,9 @@ func NewService(s *Store, opts Options) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.CacheTTL == 0 {
-		opts.CacheTTL = DefaultCacheTTL
-	}
-	if opts.CacheSize <= 0 {
-		opts.CacheSize = DefaultCacheSize
-	}
-	if opts.TouchInterval <= 0 {
-		opts.TouchInterval = DefaultTouchInterval
-	}
+	opts.CacheTTL = cmp.Or(opts.CacheTTL, DefaultCacheTTL)
+	defaults.Positive(&opts.CacheSize, DefaultCacheSize)
+	defaults.Positive(&opts.TouchInterval, DefaultTouchInterval)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -119,7 +115,7 @@ func NewService(s *Store, opts Options) *Service {
 }
 
 // stamp returns the clock's time in UTC at the database's precision.
-func (s *Service) stamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+func (s *Service) stamp() time.Time { return database.StoredTime(s.now()) }
 
 // Create makes a token named name with scope that expires after ttl (zero:
 // never). It returns the token, which is not stored and cannot be shown
@@ -374,7 +370,7 @@ func (s *Service) used(id string, e *entry, now time.Time) {
 		defer s.touches.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
 		defer cancel()
-		if err := s.store.Touch(ctx, id, now.UTC().Truncate(time.Microsecond)); err != nil {
+		if err := s.store.Touch(ctx, id, database.StoredTime(now)); err != nil {
 			s.log.Warn("could not record a token's last use", "token", id, "err", err)
 		}
 	}()

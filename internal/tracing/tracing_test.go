@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,10 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/kilnhq/kiln/internal/testutil"
 )
 
 // env is a fake environment for readEnv.
@@ -161,6 +165,32 @@ func newReceiver(t testing.TB) *otlpReceiver {
 	return rc
 }
 
+// exportSpan starts and ends a span called name on tr and shuts tr down,
+// which exports it, and returns the requests and errors rc has had by
+// then.
+func (rc *otlpReceiver) exportSpan(t *testing.T, tr *Tracing, name string) ([]*coltracepb.ExportTraceServiceRequest, []string) {
+	t.Helper()
+	_, span := tr.tracer.Start(context.Background(), name)
+	span.End()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.reqs), slices.Clone(rc.errs)
+}
+
+// resourceAttrs returns the string attributes of r.
+func resourceAttrs(r *resourcepb.Resource) map[string]string {
+	out := map[string]string{}
+	for _, kv := range r.GetAttributes() {
+		out[kv.GetKey()] = kv.GetValue().GetStringValue()
+	}
+	return out
+}
+
 // readOTLP decodes one export request.
 func readOTLP(r *http.Request) (*coltracepb.ExportTraceServiceRequest, error) {
 	if r.Method != "POST" || r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
@@ -187,37 +217,26 @@ func readOTLP(r *http.Request) (*coltracepb.ExportTraceServiceRequest, error) {
 func TestSetupExportsOTLP(t *testing.T) {
 	t.Parallel()
 	rc := newReceiver(t)
-	var logs bytes.Buffer
-	tr, err := Setup(context.Background(), Options{Endpoint: rc.URL, Version: "v9.9.9", Logger: slog.New(slog.NewTextHandler(&syncWriter{w: &logs}, nil))})
+	var logs testutil.Logs
+	tr, err := Setup(context.Background(), Options{Endpoint: rc.URL, Version: "v9.9.9", Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !tr.Enabled() {
 		t.Fatal("tracing with an endpoint is off")
 	}
-	_, span := tr.tracer.Start(context.Background(), "exported")
-	span.End()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tr.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	reqs, errs := rc.exportSpan(t, tr, "exported")
+	if len(errs) > 0 || len(reqs) != 1 {
+		t.Fatalf("receiver got %d requests, errors %q", len(reqs), errs)
 	}
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if len(rc.errs) > 0 || len(rc.reqs) != 1 {
-		t.Fatalf("receiver got %d requests, errors %q", len(rc.reqs), rc.errs)
-	}
-	rs := rc.reqs[0].GetResourceSpans()
+	rs := reqs[0].GetResourceSpans()
 	if len(rs) != 1 || len(rs[0].GetScopeSpans()) != 1 || len(rs[0].GetScopeSpans()[0].GetSpans()) != 1 {
-		t.Fatalf("unexpected export: %v", rc.reqs[0])
+		t.Fatalf("unexpected export: %v", reqs[0])
 	}
 	if got := rs[0].GetScopeSpans()[0].GetSpans()[0].GetName(); got != "exported" {
 		t.Errorf("span %q", got)
 	}
-	res := map[string]string{}
-	for _, kv := range rs[0].GetResource().GetAttributes() {
-		res[kv.GetKey()] = kv.GetValue().GetStringValue()
-	}
+	res := resourceAttrs(rs[0].GetResource())
 	// OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES in the developer's
 	// environment would rename the service.
 	renamed := os.Getenv("OTEL_SERVICE_NAME") != "" || os.Getenv("OTEL_RESOURCE_ATTRIBUTES") != ""
@@ -227,18 +246,6 @@ func TestSetupExportsOTLP(t *testing.T) {
 	if !strings.Contains(logs.String(), "tracing on") {
 		t.Errorf("no startup log line: %s", logs.String())
 	}
-}
-
-// syncWriter serialises writes to w.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // TestErrorLogRateLimited: export errors are logged at most once a
@@ -351,22 +358,11 @@ func TestServiceNameFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, span := tr.tracer.Start(context.Background(), "named")
-	span.End()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := tr.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	reqs, errs := rc.exportSpan(t, tr, "named")
+	if len(reqs) != 1 {
+		t.Fatalf("%d exports, errors %q", len(reqs), errs)
 	}
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	if len(rc.reqs) != 1 {
-		t.Fatalf("%d exports, errors %q", len(rc.reqs), rc.errs)
-	}
-	res := map[string]string{}
-	for _, kv := range rc.reqs[0].GetResourceSpans()[0].GetResource().GetAttributes() {
-		res[kv.GetKey()] = kv.GetValue().GetStringValue()
-	}
+	res := resourceAttrs(reqs[0].GetResourceSpans()[0].GetResource())
 	if res["service.name"] != "kiln-eu" || res["deployment.environment.name"] != "staging" {
 		t.Errorf("resource %v", res)
 	}

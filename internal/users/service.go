@@ -64,7 +64,7 @@ func NewService(db *database.DB, o Options) (*Service, error) {
 // timestamp is the service's clock in UTC at the databases' precision
 // (microseconds), so a returned user equals the stored one.
 func (s *Service) timestamp() time.Time {
-	return s.now().UTC().Truncate(time.Microsecond)
+	return database.StoredTime(s.now())
 }
 
 // validateCreate checks and normalizes in: every bad field is listed in
@@ -73,7 +73,7 @@ func validateCreate(in CreateInput) (CreateInput, error) {
 	var v validator
 	in.Email = v.email(in.Email)
 	in.Name = v.name(in.Name)
-	return in, v.err()
+	return in, v.Err()
 }
 
 // validatePatch checks and normalizes the fields in sets.
@@ -87,7 +87,7 @@ func validatePatch(in PatchInput) (PatchInput, error) {
 		n := v.name(*in.Name)
 		in.Name = &n
 	}
-	return in, v.err()
+	return in, v.Err()
 }
 
 // Create validates in and stores a new user. Errors: a validation error
@@ -141,8 +141,6 @@ func (s *Service) Delete(ctx context.Context, id int64) error {
 
 // validator collects field errors.
 type validator struct{ apperr.Fields }
-
-func (v *validator) err() error { return v.Err() }
 
 // email returns s trimmed and lower-cased, recording what is wrong with
 // it, if anything.

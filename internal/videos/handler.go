@@ -36,7 +36,7 @@ func (h *Handler) Routes() []httpapi.Route {
 	return []httpapi.Route{
 		{Pattern: "POST " + httpapi.Prefix + "/videos", Handler: h.create, BodyLimit: h.s.MaxUploadBytes(), ReadTimeout: uploadTimeout},
 		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}", Handler: httpapi.Show(h.s.Get, func(st Status) videoResponse { return toResponse(st.Record, st.Job) })},
-		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}/thumbnail", Handler: h.thumbnail},
+		{Pattern: "GET " + httpapi.Prefix + "/videos/{id}/thumbnail", Handler: blobs.Download(h.s.Blobs(), h.s.Thumbnail, thumbnailFile)},
 	}
 }
 
@@ -194,16 +194,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	httpapi.WriteJSON(w, r, http.StatusAccepted, out)
 }
 
-func (h *Handler) thumbnail(w http.ResponseWriter, r *http.Request) {
-	id, err := httpapi.PathID(r, "id")
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	v, err := h.s.Thumbnail(r.Context(), id)
-	if err != nil {
-		httpapi.WriteError(w, r, err)
-		return
-	}
-	blobs.Serve(w, r, h.s.Blobs(), v.ThumbnailBlobID, fmt.Sprintf("%s-%d.jpg", strings.TrimSuffix(v.Filename, ".mp4"), v.ID))
+// thumbnailFile names the blob of v's thumbnail and its download name.
+func thumbnailFile(v Video) (blobID, filename string) {
+	return v.ThumbnailBlobID, fmt.Sprintf("%s-%d.jpg", strings.TrimSuffix(v.Filename, ".mp4"), v.ID)
 }

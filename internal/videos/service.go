@@ -171,7 +171,7 @@ func (s *Service) Upload(ctx context.Context, contentType string, body io.Reader
 // enqueues its thumbnail job, in one transaction. If that fails, the
 // blob is deleted.
 func (s *Service) Create(ctx context.Context, b blobs.Blob, filename string, atMS int64, width int) (Video, error) {
-	v := Video{BlobID: b.ID, Filename: filename, AtMS: atMS, Width: width, CreatedAt: s.now().UTC().Truncate(time.Microsecond)}
+	v := Video{BlobID: b.ID, Filename: filename, AtMS: atMS, Width: width, CreatedAt: database.StoredTime(s.now())}
 	v, err := database.Once(ctx, s.db, func(tx *sql.Tx) (Video, error) {
 		v := v
 		id, err := s.st.insert(ctx, tx, v)

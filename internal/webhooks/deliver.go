@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kilnhq/kiln/internal/database"
+	"github.com/kilnhq/kiln/internal/defaults"
 	"github.com/kilnhq/kiln/internal/jsontime"
 	"github.com/kilnhq/kiln/internal/metrics"
 	"github.com/kilnhq/kiln/internal/resilience"
@@ -130,18 +132,10 @@ func newDeliverer(db *database.DB, o Options) *deliverer {
 	if d.breakers == nil {
 		d.breakers = resilience.NewBreakers(resilience.BreakerOptions{})
 	}
-	if d.timeout <= 0 {
-		d.timeout = DefaultTimeout
-	}
-	if d.retry.MaxAttempts == 0 {
-		d.retry.MaxAttempts = DefaultRetry.MaxAttempts
-	}
-	if d.retry.BaseDelay == 0 {
-		d.retry.BaseDelay = DefaultRetry.BaseDelay
-	}
-	if d.retry.MaxDelay == 0 {
-		d.retry.MaxDelay = DefaultRetry.MaxDelay
-	}
+	defaults.Positive(&d.timeout, DefaultTimeout)
+	d.retry.MaxAttempts = cmp.Or(d.retry.MaxAttempts, DefaultRetry.MaxAttempts)
+	d.retry.BaseDelay = cmp.Or(d.retry.BaseDelay, DefaultRetry.BaseDelay)
+	d.retry.MaxDelay = cmp.Or(d.retry.MaxDelay, DefaultRetry.MaxDelay)
 	if d.now == nil {
 		d.now = time.Now
 	}

@@ -45,7 +45,7 @@ func NewService(db *database.DB, jobs Jobs, o Options) (*Service, error) {
 	return &Service{db: db, st: newStore(db), jobs: jobs, breakers: o.Breakers, guard: guard{o.AllowNetworks}, now: o.Now}, nil
 }
 
-func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+func (s *Service) timestamp() time.Time { return database.StoredTime(s.now()) }
 
 // EndpointInput is what a new endpoint is made of.
 type EndpointInput struct {
