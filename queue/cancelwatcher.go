@@ -46,17 +46,8 @@ func newCancelWatcher(cfg cancelWatcherConfig) *cancelWatcher {
 func (w *cancelWatcher) Start(ctx context.Context) { w.start(ctx, w.run) }
 
 func (w *cancelWatcher) run(ctx context.Context) {
-	t := time.NewTicker(w.cfg.Interval)
-	defer t.Stop()
 	errs := newErrorLog(w.cfg.Logger, "check job cancellations")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		w.check(ctx, errs)
-	}
+	every(ctx, w.cfg.Interval, nil, func() { w.check(ctx, errs) })
 }
 
 // check cancels the attempts whose cancellation was requested, once.

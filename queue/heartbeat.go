@@ -48,17 +48,8 @@ func newHeartbeat(cfg heartbeatConfig) *heartbeat {
 func (h *heartbeat) Start(ctx context.Context) { h.start(ctx, h.run) }
 
 func (h *heartbeat) run(ctx context.Context) {
-	t := time.NewTicker(h.cfg.Interval)
-	defer t.Stop()
 	errs := newErrorLog(h.cfg.Logger, "extend job leases")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		h.beat(ctx, errs)
-	}
+	every(ctx, h.cfg.Interval, nil, func() { h.beat(ctx, errs) })
 }
 
 // beat extends the leases once.

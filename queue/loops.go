@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -60,4 +61,32 @@ func (e *errorLog) ok() {
 	}
 	e.log.Info(e.what+" recovered", append(e.attrs, "failures", e.count, "after", time.Since(e.since).Round(time.Millisecond).String())...)
 	e.failing, e.count = false, 0
+}
+
+// every calls fn every interval, and also at once whenever wake receives
+// (a nil wake never does), until ctx ends. The first call is after
+// interval or the first wake-up, whichever comes first; a wake-up that
+// arrives while fn runs makes it run again when it returns.
+func every(ctx context.Context, interval time.Duration, wake <-chan struct{}, fn func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+		fn()
+	}
+}
+
+// whileLeader returns fn gated on isLeader: the leader-only components
+// (rescuer, pruner) do their work only while this client leads.
+func whileLeader(isLeader func() bool, fn func()) func() {
+	return func() {
+		if isLeader() {
+			fn()
+		}
+	}
 }
