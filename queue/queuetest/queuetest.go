@@ -255,6 +255,41 @@ func (h *harness) waitGone(c *queue.Client, id int64) {
 	}, "job %d to be deleted", id)
 }
 
+// sqlDB returns the driver's database, or skips the test (saying what is
+// then not tested) when the driver is no [DBProvider].
+func (h *harness) sqlDB(untested string) *sql.DB {
+	h.Helper()
+	dbp, ok := h.driver.(DBProvider)
+	if !ok {
+		h.Skipf("driver %s does not expose DB() *sql.DB; %s", h.driver.Name(), untested)
+	}
+	return dbp.DB()
+}
+
+// inTx runs op in a new transaction of db and commits it, or rolls it
+// back when commit is false; any error fails the test.
+func inTx[T any](h *harness, db *sql.DB, commit bool, op func(tx *sql.Tx) (T, error)) T {
+	h.Helper()
+	tx, err := db.BeginTx(h.ctx, nil)
+	if err != nil {
+		h.Fatal(err)
+	}
+	v, err := op(tx)
+	if err != nil {
+		_ = tx.Rollback()
+		h.Fatal(err)
+	}
+	if commit {
+		err = tx.Commit()
+	} else {
+		err = tx.Rollback()
+	}
+	if err != nil {
+		h.Fatal(err)
+	}
+	return v
+}
+
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
 	t.Helper()
