@@ -289,6 +289,13 @@ func openDB(t testing.TB, path string) *queue.Client {
 	if err := d.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
+	return inspectClient(t, d)
+}
+
+// inspectClient returns a client on d that knows the built-in kinds and
+// inserts and inspects jobs but works none.
+func inspectClient(t testing.TB, d queue.Driver) *queue.Client {
+	t.Helper()
 	w := queue.NewWorkers()
 	jobkinds.Register(w)
 	c, err := queue.New(queue.Config{Driver: d, Workers: w})
