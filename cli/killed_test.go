@@ -31,40 +31,15 @@ func (e *errorCap) done() {
 	}
 }
 
-// waitCompleted waits up to d until at least n jobs are completed and
-// returns how many are, failing early when one of workers exits.
-func waitCompleted(ctx context.Context, t *testing.T, c *queue.Client, n int64, d time.Duration, workers ...*proc) int64 {
-	t.Helper()
-	var done int64
-	waitFor(t, d,
-		func() string {
-			s := fmt.Sprintf("%d jobs to be completed (%d done)", n, done)
-			for _, w := range workers {
-				s += "\n--- " + w.name + ":\n" + tail(w.stderr.String(), 30)
-			}
-			return s
-		},
-		func() (bool, error) {
-			for _, w := range workers {
-				if w.exited() {
-					return false, fmt.Errorf("%s exited early\n%s", w.name, w.stderr)
-				}
-			}
-			byState, err := counts(ctx, c)
-			done = byState[queue.StateCompleted]
-			return done >= n, err
-		})
-	return done
-}
-
-// waitAllCompleted waits up to d until total jobs are completed, failing
-// at once if a worker exits or a job fails or is cancelled.
-func waitAllCompleted(ctx context.Context, t *testing.T, c *queue.Client, total int, d time.Duration, workers ...*proc) {
+// waitCounts waits up to d until done holds for the number of jobs in
+// each state, failing at once if one of workers exits or done returns an
+// error; what says what is awaited. It returns the last counts.
+func waitCounts(ctx context.Context, t *testing.T, c *queue.Client, what string, d time.Duration, workers []*proc, done func(n map[queue.JobState]int64) (bool, error)) map[queue.JobState]int64 {
 	t.Helper()
 	var last map[queue.JobState]int64
 	waitFor(t, d,
 		func() string {
-			s := fmt.Sprintf("%d jobs to complete (counts %v)", total, last)
+			s := fmt.Sprintf("%s (counts %v)", what, last)
 			for _, w := range workers {
 				s += "\n--- " + w.name + ":\n" + tail(w.stderr.String(), 30)
 			}
@@ -81,6 +56,26 @@ func waitAllCompleted(ctx context.Context, t *testing.T, c *queue.Client, total 
 				return false, err
 			}
 			last = n
+			return done(n)
+		})
+	return last
+}
+
+// waitCompleted waits up to d until at least n jobs are completed and
+// returns how many are, failing at once if one of workers exits.
+func waitCompleted(ctx context.Context, t *testing.T, c *queue.Client, n int64, d time.Duration, workers ...*proc) int64 {
+	t.Helper()
+	last := waitCounts(ctx, t, c, fmt.Sprintf("%d jobs to be completed", n), d, workers,
+		func(counts map[queue.JobState]int64) (bool, error) { return counts[queue.StateCompleted] >= n, nil })
+	return last[queue.StateCompleted]
+}
+
+// waitAllCompleted waits up to d until total jobs are completed, failing
+// at once if one of workers exits or a job fails or is cancelled.
+func waitAllCompleted(ctx context.Context, t *testing.T, c *queue.Client, total int, d time.Duration, workers ...*proc) {
+	t.Helper()
+	waitCounts(ctx, t, c, fmt.Sprintf("%d jobs to complete", total), d, workers,
+		func(n map[queue.JobState]int64) (bool, error) {
 			if bad := n[queue.StateFailed] + n[queue.StateCancelled]; bad > 0 {
 				return false, fmt.Errorf("%d jobs failed or were cancelled", bad)
 			}
