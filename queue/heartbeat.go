@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // heartbeatDriver is the part of [Driver] the heartbeat uses.
@@ -49,7 +51,7 @@ func (h *heartbeat) Start(ctx context.Context) { h.start(ctx, h.run) }
 
 func (h *heartbeat) run(ctx context.Context) {
 	errs := newErrorLog(h.cfg.Logger, "extend job leases")
-	every(ctx, h.cfg.Interval, nil, func() { h.beat(ctx, errs) })
+	loop.Every(ctx, h.cfg.Interval, nil, func() { h.beat(ctx, errs) })
 }
 
 // beat extends the leases once.

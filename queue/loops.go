@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -61,24 +60,6 @@ func (e *errorLog) ok() {
 	}
 	e.log.Info(e.what+" recovered", append(e.attrs, "failures", e.count, "after", time.Since(e.since).Round(time.Millisecond).String())...)
 	e.failing, e.count = false, 0
-}
-
-// every calls fn every interval, and also at once whenever wake receives
-// (a nil wake never does), until ctx ends. The first call is after
-// interval or the first wake-up, whichever comes first; a wake-up that
-// arrives while fn runs makes it run again when it returns.
-func every(ctx context.Context, interval time.Duration, wake <-chan struct{}, fn func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-wake:
-		}
-		fn()
-	}
 }
 
 // whileLeader returns fn gated on isLeader: the leader-only components

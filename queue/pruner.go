@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // pruneBatch caps how many jobs one Prune call deletes.
@@ -61,7 +63,7 @@ func (p *pruner) Start(ctx context.Context) { p.start(ctx, p.run) }
 func (p *pruner) Wake() { p.wakeups.wake() }
 
 func (p *pruner) run(ctx context.Context) {
-	every(ctx, p.cfg.Interval, p.wakeups, whileLeader(p.cfg.IsLeader, func() {
+	loop.Every(ctx, p.cfg.Interval, p.wakeups, whileLeader(p.cfg.IsLeader, func() {
 		p.prune(ctx, p.cfg.Clock.Now())
 	}))
 }
