@@ -15,6 +15,7 @@ import (
 
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/internal/rowbatch"
+	"github.com/kilnhq/kiln/queue/internal/sqlscan"
 )
 
 // Batch insert tuning. Plain rows (no unique key) go in one INSERT …
@@ -150,16 +151,7 @@ func (t sqlTxq) ids(ctx context.Context, query string, args ...any) ([]int64, er
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return sqlscan.Column[int64](rows)
 }
 
 func (t sqlTxq) exec(ctx context.Context, query string, args ...any) error {

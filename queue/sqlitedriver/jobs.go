@@ -14,6 +14,7 @@ import (
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/internal/claim"
 	"github.com/kilnhq/kiln/queue/internal/rowbatch"
+	"github.com/kilnhq/kiln/queue/internal/sqlscan"
 	"github.com/kilnhq/kiln/queue/internal/stats"
 )
 
@@ -820,16 +821,7 @@ func (d *Driver) PausedQueues(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: paused queues: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return sqlscan.Column[string](rows)
 }
 
 // TryLead takes or renews leadership.
