@@ -5,14 +5,7 @@
 //	func TestConformance(t *testing.T) {
 //		queuetest.Run(t, func(t *testing.T) queue.Driver {
 //			d, err := mydriver.Open(...) // a fresh, empty database
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			t.Cleanup(func() { d.Close() })
-//			if err := d.Migrate(context.Background()); err != nil {
-//				t.Fatal(err)
-//			}
-//			return d
+//			return queuetest.Migrated(t, d, err)
 //		})
 //	}
 //
@@ -49,6 +42,27 @@ import (
 
 	"github.com/kilnhq/kiln/queue"
 )
+
+// Migrated takes d and err as a driver's Open returned them and returns d
+// migrated, to be closed when t ends: what a test does with the driver it
+// opens. Any error, and a failed close, fails t.
+func Migrated[D queue.Driver](t testing.TB, d D, err error) D {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
 
 // DBProvider is implemented by drivers whose jobs live in a database/sql
 // database that callers may open transactions on. The suite uses it to
