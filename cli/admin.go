@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -50,33 +51,21 @@ migrated by a newer kiln is refused.`,
 }
 
 // withClient opens the database (migrating it) and runs fn with an
-// insert-only client that knows the built-in kinds.
-//
-// With mustExist, an embedded database file that does not exist is an
-// error rather than a new empty database: a mistyped --db or --data-dir
-// given to a command that only reads or changes existing jobs should say
-// so, not print an empty list.
+// insert-only client that knows the built-in kinds. With mustExist, a
+// missing embedded database is an error rather than a new empty one (see
+// withStore).
 func withClient(ctx context.Context, g *globals, mustExist bool, fn func(*queue.Client) error) error {
-	url := g.resolveDB()
-	if mustExist {
-		if err := sqliteMustExist(url); err != nil {
+	return withStore(ctx, g, mustExist, nil, func(s *store, _ *slog.Logger) error {
+		w, err := g.workers(app.NewBase(s.app, nil, nil, nil))
+		if err != nil {
 			return err
 		}
-	}
-	s, err := openStore(ctx, url, true, nil)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	w, err := g.workers(app.NewBase(s.app, nil, nil, nil))
-	if err != nil {
-		return err
-	}
-	c, err := queue.New(queue.Config{Driver: s.driver, Workers: w})
-	if err != nil {
-		return err
-	}
-	return fn(c)
+		c, err := queue.New(queue.Config{Driver: s.driver, Workers: w})
+		if err != nil {
+			return err
+		}
+		return fn(c)
+	})
 }
 
 func newEnqueueCmd(g *globals) *cobra.Command {

@@ -40,54 +40,14 @@ func TestWorkerCrash(t *testing.T) {
 
 	workerArgs := []string{"worker", "--db", db, "--lease", "3s", "--queues", "default=100"}
 	w1 := start(t, procOpts{}, workerArgs...)
-	var done int64
-	waitFor(t, 60*time.Second,
-		func() string {
-			return fmt.Sprintf("15%% of jobs completed by the first worker (%d done)\n%s", done, w1.stderr)
-		},
-		func() (bool, error) {
-			if w1.exited() {
-				return false, fmt.Errorf("first worker exited early")
-			}
-			n, err := counts(ctx, c)
-			done = n[queue.StateCompleted]
-			return done >= total*15/100, err
-		})
+	waitCompleted(ctx, t, c, total*15/100, 60*time.Second, w1)
 	w1.kill()
 
 	// The jobs the dead worker held, as the database records them.
-	held := map[int64]bool{}
-	for _, j := range allJobs(ctx, t, c, queue.ListParams{States: []queue.JobState{queue.StateRunning}}) {
-		held[j.ID] = true
-	}
-	if len(held) == 0 {
-		t.Fatal("no job was running when the worker was killed; the test proves nothing")
-	}
-	n, err := counts(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("killed the first worker with %d completed and %d running", n[queue.StateCompleted], len(held))
+	held := heldJobs(ctx, t, c, "", "the first worker")
 
 	w2 := start(t, procOpts{}, workerArgs...)
-	waitFor(t, 90*time.Second,
-		func() string {
-			return fmt.Sprintf("all jobs completed by the second worker (%d done)\n%s", done, w2.stderr)
-		},
-		func() (bool, error) {
-			if w2.exited() {
-				return false, fmt.Errorf("second worker exited early")
-			}
-			n, err := counts(ctx, c)
-			if err != nil {
-				return false, err
-			}
-			if bad := n[queue.StateFailed] + n[queue.StateCancelled]; bad > 0 {
-				return false, fmt.Errorf("%d jobs failed or were cancelled", bad)
-			}
-			done = n[queue.StateCompleted]
-			return done == total, nil
-		})
+	waitAllCompleted(ctx, t, c, total, 90*time.Second, w2)
 	w2.signal(syscall.SIGTERM)
 	if code := w2.wait(30 * time.Second); code != 0 {
 		t.Fatalf("second worker exited with %d after SIGTERM\n%s", code, w2.stderr)
@@ -96,48 +56,7 @@ func TestWorkerCrash(t *testing.T) {
 		t.Errorf("second worker did not log the rescue:\n%s", w2.stderr)
 	}
 
-	jobs := allJobs(ctx, t, c, queue.ListParams{})
-	if len(jobs) != total {
-		t.Fatalf("%d jobs in the database, want %d", len(jobs), total)
-	}
-	rerun, bad := 0, 0
-	errorf := func(format string, args ...any) {
-		t.Helper()
-		if bad++; bad <= 20 {
-			t.Errorf(format, args...)
-		}
-	}
-	defer func() {
-		if bad > 20 {
-			t.Errorf("... and %d more", bad-20)
-		}
-	}()
-	for _, j := range jobs {
-		if !inserted[j.ID] {
-			errorf("job %d was never inserted", j.ID)
-		}
-		if j.State != queue.StateCompleted {
-			errorf("job %d is %s, want completed", j.ID, j.State)
-		}
-		switch {
-		case j.Attempt > 2:
-			errorf("job %d ran %d times", j.ID, j.Attempt)
-		case j.Attempt == 2:
-			rerun++
-			if !held[j.ID] {
-				errorf("job %d ran twice but was not running when the worker died; errors: %+v", j.ID, j.Errors)
-			}
-		case held[j.ID]:
-			errorf("job %d was running when the worker died but ran %d time(s)", j.ID, j.Attempt)
-		}
-		if held[j.ID] {
-			if len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "lease") {
-				errorf("job %d: errors %+v, want one naming the expired lease", j.ID, j.Errors)
-			}
-		} else if len(j.Errors) != 0 {
-			errorf("job %d: unexpected errors %+v", j.ID, j.Errors)
-		}
-	}
+	rerun := checkRanOnceMore(ctx, t, c, total, inserted, held, "", "the first worker")
 	t.Logf("%d jobs ran twice", rerun)
 }
 

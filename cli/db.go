@@ -86,6 +86,36 @@ func openRaw(ctx context.Context, url string, log *slog.Logger) (*store, error) 
 	return &store{driver: d, app: database.New(d.DB(), d.ReadDB(), database.SQLite), display: "sqlite " + d.Path()}, nil
 }
 
+// withStore opens the database (migrating it) and runs fn with it.
+// logger, when not nil, makes the logger the store logs to; fn gets it
+// too (nil without it).
+//
+// With mustExist, an embedded database file that does not exist is an
+// error rather than a new empty database: a mistyped --db or --data-dir
+// given to a command that only reads or changes existing data should say
+// so, not print an empty list.
+func withStore(ctx context.Context, g *globals, mustExist bool, logger func() (*slog.Logger, error), fn func(s *store, log *slog.Logger) error) error {
+	url := g.resolveDB()
+	if mustExist {
+		if err := sqliteMustExist(url); err != nil {
+			return err
+		}
+	}
+	var log *slog.Logger
+	if logger != nil {
+		var err error
+		if log, err = logger(); err != nil {
+			return err
+		}
+	}
+	s, err := openStore(ctx, url, true, log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return fn(s, log)
+}
+
 // sqliteMustExist reports an error when url names an embedded database
 // file that does not exist. Other URLs pass.
 func sqliteMustExist(url string) error {

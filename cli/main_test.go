@@ -15,6 +15,7 @@ import (
 
 	"github.com/kilnhq/kiln/internal/jobkinds"
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/queuetest"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
@@ -280,15 +281,13 @@ func kiln(t testing.TB, env []string, args ...string) result {
 func openDB(t testing.TB, path string) *queue.Client {
 	t.Helper()
 	d, err := sqlitedriver.Open(path, sqlitedriver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	return inspectClient(t, queuetest.Migrated(t, d, err))
+}
+
+// inspectClient returns a client on d that knows the built-in kinds and
+// inserts and inspects jobs but works none.
+func inspectClient(t testing.TB, d queue.Driver) *queue.Client {
+	t.Helper()
 	w := queue.NewWorkers()
 	jobkinds.Register(w)
 	c, err := queue.New(queue.Config{Driver: d, Workers: w})

@@ -16,7 +16,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/kilnhq/kiln/internal/jobkinds"
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/pgdriver"
 )
@@ -60,13 +59,7 @@ func openPG(ctx context.Context, t *testing.T, rawURL string) (*queue.Client, *p
 	if err := d.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w := queue.NewWorkers()
-	jobkinds.Register(w)
-	c, err := queue.New(queue.Config{Driver: d, Workers: w})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, d
+	return inspectClient(t, d), d
 }
 
 // insertRandomSleeps inserts n sleep jobs of lo..hi ms in one batch and
@@ -113,37 +106,6 @@ func startWorkers(t *testing.T, dbURL string, ids []string, extra ...string) []*
 	return ps
 }
 
-// waitAllCompleted waits up to d until total jobs are completed, failing
-// at once if a worker exits or a job fails or is cancelled.
-func waitAllCompleted(ctx context.Context, t *testing.T, c *queue.Client, total int, d time.Duration, workers ...*proc) {
-	t.Helper()
-	var last map[queue.JobState]int64
-	waitFor(t, d,
-		func() string {
-			s := fmt.Sprintf("%d jobs to complete (counts %v)", total, last)
-			for _, w := range workers {
-				s += "\n--- " + w.name + ":\n" + tail(w.stderr.String(), 30)
-			}
-			return s
-		},
-		func() (bool, error) {
-			for _, w := range workers {
-				if w.exited() {
-					return false, fmt.Errorf("%s exited early\n%s", w.name, w.stderr)
-				}
-			}
-			n, err := counts(ctx, c)
-			if err != nil {
-				return false, err
-			}
-			last = n
-			if bad := n[queue.StateFailed] + n[queue.StateCancelled]; bad > 0 {
-				return false, fmt.Errorf("%d jobs failed or were cancelled", bad)
-			}
-			return n[queue.StateCompleted] == int64(total), nil
-		})
-}
-
 // stopWorkers sends SIGTERM to the workers and checks that each exits 0.
 func stopWorkers(t *testing.T, ws ...*proc) {
 	t.Helper()
@@ -164,25 +126,6 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
-}
-
-// errorCap limits a test's reported per-job errors to the first 20.
-type errorCap struct {
-	t *testing.T
-	n int
-}
-
-func (e *errorCap) errorf(format string, args ...any) {
-	e.t.Helper()
-	if e.n++; e.n <= 20 {
-		e.t.Errorf(format, args...)
-	}
-}
-
-func (e *errorCap) done() {
-	if e.n > 20 {
-		e.t.Errorf("... and %d more", e.n-20)
-	}
 }
 
 // waitBackendsGone waits until the server has no session left with the
@@ -270,38 +213,13 @@ func TestPostgresWorkerKilled(t *testing.T) {
 	}
 	inserted := insertRandomSleeps(ctx, t, c, total, 10, 50)
 
-	var done int64
-	waitFor(t, 60*time.Second,
-		func() string { return fmt.Sprintf("20%% of jobs completed (%d done)", done) },
-		func() (bool, error) {
-			for _, w := range ws {
-				if w.exited() {
-					return false, fmt.Errorf("%s exited early\n%s", w.name, w.stderr)
-				}
-			}
-			n, err := counts(ctx, c)
-			done = n[queue.StateCompleted]
-			return done >= total*20/100, err
-		})
+	waitCompleted(ctx, t, c, total*20/100, 60*time.Second, ws...)
 	killed := time.Now()
 	ws[1].kill()
 	// A claim w2 sent just before it died may still commit on the server;
 	// its jobs are w2's too. Once its sessions are gone, nothing more can.
 	waitBackendsGone(ctx, t, d, app2)
-	held := map[int64]bool{}
-	for _, j := range allJobs(ctx, t, c, queue.ListParams{States: []queue.JobState{queue.StateRunning}}) {
-		if j.AttemptedBy == "w2" {
-			held[j.ID] = true
-		}
-	}
-	if len(held) == 0 {
-		t.Fatal("w2 held no running job when it was killed; the test proves nothing")
-	}
-	n, err := counts(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("killed w2 with %d completed and %d jobs held by w2", n[queue.StateCompleted], len(held))
+	held := heldJobs(ctx, t, c, "w2", "w2")
 
 	// The rescuer runs on the leader; if w2 led, the others take over
 	// once its leadership expires (10s).
@@ -314,42 +232,7 @@ func TestPostgresWorkerKilled(t *testing.T) {
 	}
 	t.Logf("all jobs completed %s after the kill; leaders during the run: %v", time.Since(killed).Round(time.Millisecond), leaders)
 
-	jobs := allJobs(ctx, t, c, queue.ListParams{})
-	if len(jobs) != total {
-		t.Fatalf("%d jobs in the database, want %d", len(jobs), total)
-	}
-	ec := &errorCap{t: t}
-	defer ec.done()
-	rerun := 0
-	for _, j := range jobs {
-		if !inserted[j.ID] {
-			ec.errorf("job %d was never inserted", j.ID)
-		}
-		if j.State != queue.StateCompleted {
-			ec.errorf("job %d is %s, want completed", j.ID, j.State)
-		}
-		switch {
-		case j.Attempt > 2:
-			ec.errorf("job %d ran %d times", j.ID, j.Attempt)
-		case j.Attempt == 2:
-			rerun++
-			if !held[j.ID] {
-				ec.errorf("job %d ran twice but w2 did not hold it when it died; errors %+v", j.ID, j.Errors)
-			}
-			if j.AttemptedBy == "w2" {
-				ec.errorf("job %d: second attempt by the dead w2", j.ID)
-			}
-		case held[j.ID]:
-			ec.errorf("job %d was held by w2 when it died but ran %d time(s)", j.ID, j.Attempt)
-		}
-		if held[j.ID] {
-			if len(j.Errors) != 1 || !strings.Contains(j.Errors[0].Error, "lease") || !strings.Contains(j.Errors[0].Error, "w2") {
-				ec.errorf("job %d: errors %+v, want one naming w2's expired lease", j.ID, j.Errors)
-			}
-		} else if len(j.Errors) != 0 {
-			ec.errorf("job %d: unexpected errors %+v", j.ID, j.Errors)
-		}
-	}
+	rerun := checkRanOnceMore(ctx, t, c, total, inserted, held, "w2", "w2")
 	t.Logf("%d jobs ran twice", rerun)
 	rescued := strings.Contains(ws[0].stderr.String(), "rescued jobs") || strings.Contains(ws[2].stderr.String(), "rescued jobs")
 	if !rescued {
@@ -474,13 +357,7 @@ func TestPostgresConnectionsCut(t *testing.T) {
 
 	cut := func(after int64) {
 		t.Helper()
-		var done int64
-		waitFor(t, 60*time.Second, func() string { return fmt.Sprintf("%d jobs completed (%d done)", after, done) },
-			func() (bool, error) {
-				n, err := counts(ctx, c)
-				done = n[queue.StateCompleted]
-				return done >= after, err
-			})
+		done := waitCompleted(ctx, t, c, after, 60*time.Second)
 		var killed int
 		if err := d.Pool().QueryRow(ctx, `SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
 		 WHERE pid <> pg_backend_pid() AND datname = current_database() AND application_name = $1`, app).Scan(&killed); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -37,24 +38,11 @@ seconds in a running kiln serve.`,
 // token service. With mustExist, a missing embedded database is an error
 // rather than a new empty one.
 func withTokens(ctx context.Context, g *globals, mustExist bool, fn func(*tokens.Service) error) error {
-	url := g.resolveDB()
-	if mustExist {
-		if err := sqliteMustExist(url); err != nil {
-			return err
-		}
-	}
-	log, err := g.logger()
-	if err != nil {
-		return err
-	}
-	s, err := openStore(ctx, url, true, log)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	svc := tokens.NewService(tokens.NewStore(s.app), tokens.Options{Logger: log})
-	defer svc.Close()
-	return fn(svc)
+	return withStore(ctx, g, mustExist, g.logger, func(s *store, log *slog.Logger) error {
+		svc := tokens.NewService(tokens.NewStore(s.app), tokens.Options{Logger: log})
+		defer svc.Close()
+		return fn(svc)
+	})
 }
 
 func newTokenCreateCmd(g *globals) *cobra.Command {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // cancelWatcherDriver is the part of [Driver] the cancellation watcher
@@ -46,17 +48,8 @@ func newCancelWatcher(cfg cancelWatcherConfig) *cancelWatcher {
 func (w *cancelWatcher) Start(ctx context.Context) { w.start(ctx, w.run) }
 
 func (w *cancelWatcher) run(ctx context.Context) {
-	t := time.NewTicker(w.cfg.Interval)
-	defer t.Stop()
 	errs := newErrorLog(w.cfg.Logger, "check job cancellations")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		w.check(ctx, errs)
-	}
+	loop.Every(ctx, w.cfg.Interval, nil, func() { w.check(ctx, errs) })
 }
 
 // check cancels the attempts whose cancellation was requested, once.

@@ -41,17 +41,7 @@ func newEnv(t *testing.T) *env {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitFor)
 	t.Cleanup(cancel)
 	d, err := sqlitedriver.Open(filepath.Join(t.TempDir(), "kiln.db"), sqlitedriver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d = queuetest.Migrated(t, d, err)
 	clock := queuetest.NewClock(epoch)
 	c, err := queue.New(queue.Config{Driver: d, Clock: clock, AllowUnknownKinds: true})
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // heartbeatDriver is the part of [Driver] the heartbeat uses.
@@ -48,17 +50,8 @@ func newHeartbeat(cfg heartbeatConfig) *heartbeat {
 func (h *heartbeat) Start(ctx context.Context) { h.start(ctx, h.run) }
 
 func (h *heartbeat) run(ctx context.Context) {
-	t := time.NewTicker(h.cfg.Interval)
-	defer t.Stop()
 	errs := newErrorLog(h.cfg.Logger, "extend job leases")
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		h.beat(ctx, errs)
-	}
+	loop.Every(ctx, h.cfg.Interval, nil, func() { h.beat(ctx, errs) })
 }
 
 // beat extends the leases once.

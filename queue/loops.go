@@ -61,3 +61,13 @@ func (e *errorLog) ok() {
 	e.log.Info(e.what+" recovered", append(e.attrs, "failures", e.count, "after", time.Since(e.since).Round(time.Millisecond).String())...)
 	e.failing, e.count = false, 0
 }
+
+// whileLeader returns fn gated on isLeader: the leader-only components
+// (rescuer, pruner) do their work only while this client leads.
+func whileLeader(isLeader func() bool, fn func()) func() {
+	return func() {
+		if isLeader() {
+			fn()
+		}
+	}
+}

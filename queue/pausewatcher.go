@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // pauseWatcherDriver is the part of [Driver] the pause watcher uses.
@@ -57,16 +59,7 @@ func (w *pauseWatcher) Paused(queue string) bool { return (*w.paused.Load())[que
 func (w *pauseWatcher) Start(ctx context.Context) { w.start(ctx, w.run) }
 
 func (w *pauseWatcher) run(ctx context.Context) {
-	t := time.NewTicker(w.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			w.Refresh(ctx)
-		}
-	}
+	loop.Every(ctx, w.cfg.Interval, nil, func() { w.Refresh(ctx) })
 }
 
 // Refresh reads the paused queues now and tells Resumed about those no

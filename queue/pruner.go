@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // pruneBatch caps how many jobs one Prune call deletes.
@@ -61,19 +63,9 @@ func (p *pruner) Start(ctx context.Context) { p.start(ctx, p.run) }
 func (p *pruner) Wake() { p.wakeups.wake() }
 
 func (p *pruner) run(ctx context.Context) {
-	t := time.NewTicker(p.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-p.wakeups:
-		}
-		if p.cfg.IsLeader() {
-			p.prune(ctx, p.cfg.Clock.Now())
-		}
-	}
+	loop.Every(ctx, p.cfg.Interval, p.wakeups, whileLeader(p.cfg.IsLeader, func() {
+		p.prune(ctx, p.cfg.Clock.Now())
+	}))
 }
 
 // prune deletes the jobs past their retention at now.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // rescueBatch caps how many expired leases one pass of the rescuer
@@ -59,19 +61,9 @@ func (r *rescuer) Start(ctx context.Context) { r.start(ctx, r.run) }
 func (r *rescuer) Wake() { r.wakeups.wake() }
 
 func (r *rescuer) run(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-r.wakeups:
-		}
-		if r.cfg.IsLeader() {
-			r.rescue(ctx, r.cfg.Clock.Now())
-		}
-	}
+	loop.Every(ctx, r.cfg.Interval, r.wakeups, whileLeader(r.cfg.IsLeader, func() {
+		r.rescue(ctx, r.cfg.Clock.Now())
+	}))
 }
 
 // rescue handles the leases that expired before now.

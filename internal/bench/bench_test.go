@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/queuetest"
 	"github.com/kilnhq/kiln/queue/sqlitedriver"
 )
 
@@ -68,16 +69,7 @@ func TestPeakRSSMB(t *testing.T) {
 func openDriver(t *testing.T) *sqlitedriver.Driver {
 	t.Helper()
 	d, err := sqlitedriver.Open(filepath.Join(t.TempDir(), "bench.db"), sqlitedriver.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := d.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return queuetest.Migrated(t, d, err)
 }
 
 // TestRunOnExistingDatabase runs both modes against a database that holds

@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kilnhq/kiln/queue"
+	"github.com/kilnhq/kiln/queue/internal/rowbatch"
+	"github.com/kilnhq/kiln/queue/internal/sqlscan"
 )
 
 // Batch insert tuning. Plain rows (no unique key) go in one INSERT …
@@ -149,16 +151,7 @@ func (t sqlTxq) ids(ctx context.Context, query string, args ...any) ([]int64, er
 	if err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return sqlscan.Column[int64](rows)
 }
 
 func (t sqlTxq) exec(ctx context.Context, query string, args ...any) error {
@@ -254,26 +247,10 @@ func (d *Driver) insertOwn(ctx context.Context, now time.Time, rows []queue.Row)
 // insertMany inserts rows in t: plain rows in batches, rows with a unique
 // key one by one in order, so that a batch may hold duplicates of itself.
 func (d *Driver) insertMany(ctx context.Context, t txq, now time.Time, rows []queue.Row) ([]queue.InsertResult, error) {
-	out := make([]queue.InsertResult, len(rows))
-	var plain []int
-	flush := func() error {
-		for len(plain) > 0 {
-			n := min(len(plain), insertChunk)
-			if err := d.insertPlain(ctx, t, now, rows, plain[:n], out); err != nil {
-				return err
-			}
-			plain = plain[n:]
-		}
-		return nil
+	insert := func(idx []int, out []queue.InsertResult) error {
+		return d.insertPlain(ctx, t, now, rows, idx, out)
 	}
-	for i, r := range rows {
-		if r.UniqueKey == "" {
-			plain = append(plain, i)
-			continue
-		}
-		if err := flush(); err != nil {
-			return nil, err
-		}
+	return rowbatch.Insert(rows, insertChunk, insert, func(r queue.Row) (*queue.Job, error) {
 		// The lock is its own statement: a statement's snapshot is taken
 		// when it starts, so the lookup must start after the lock is held
 		// to see a duplicate committed by the previous holder.
@@ -288,18 +265,8 @@ func (d *Driver) insertMany(ctx context.Context, t txq, now time.Time, rows []qu
 		if err != nil {
 			return nil, fmt.Errorf("unique lookup: %w", err)
 		}
-		if existing != nil {
-			out[i] = queue.InsertResult{Job: existing, Duplicate: true}
-			continue
-		}
-		if err := d.insertPlain(ctx, t, now, rows, []int{i}, out); err != nil {
-			return nil, err
-		}
-	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return out, nil
+		return existing, nil
+	})
 }
 
 // insertPlain inserts rows[idx] and fills out[idx].

@@ -17,23 +17,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migrations returns the embedded migrations, oldest first.
-func migrations() ([]schema.Migration, error) {
-	ms, err := schema.Load(migrationFS, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	return ms, nil
-}
-
-// latestVersion is the newest schema version this build knows.
-func latestVersion() int {
-	ms, err := migrations()
-	if err != nil {
-		return 0
-	}
-	return schema.Latest(ms)
-}
+// migrations are the driver's embedded migrations.
+var migrations = schema.Embedded{FS: migrationFS, Dir: "migrations", Driver: "postgres"}
 
 // SchemaVersion returns the database's schema version (0 when kiln's
 // tables do not exist yet) and the newest this driver knows.
@@ -46,11 +31,11 @@ func (d *Driver) SchemaVersion(ctx context.Context) (int, int, error) {
 		// The CASE is planned before it runs; a concurrent first
 		// migration can make the table appear in between.
 		if errors.As(err, &pgErr) && pgErr.Code == codeUndefinedTable {
-			return 0, latestVersion(), nil
+			return 0, migrations.Latest(), nil
 		}
 		return 0, 0, d.explain("read schema version", err)
 	}
-	return cur, latestVersion(), nil
+	return cur, migrations.Latest(), nil
 }
 
 // migrateLockKey is the advisory lock held while migrating; the schema is
@@ -64,11 +49,11 @@ const migrateLockSQL = `SELECT pg_advisory_xact_lock(hashtextextended('kiln.migr
 // once. It refuses a database migrated by a newer kiln with an error
 // wrapping queue.ErrSchemaTooNew, and explains missing privileges.
 func (d *Driver) Migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migrations.Migrations()
 	if err != nil {
 		return err
 	}
-	latest := latestVersion()
+	latest := migrations.Latest()
 	tx, err := d.pool.Begin(ctx)
 	if err != nil {
 		return d.explain("migrate", err)

@@ -82,18 +82,7 @@ func openDriver(t testing.TB, opts pgdriver.Options) *pgdriver.Driver {
 		opts.MaxConns = 6 // many subtests run in parallel against one server
 	}
 	d, err := pgdriver.Open(context.Background(), testURL(t), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := d.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	if err := d.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return queuetest.Migrated(t, d, err)
 }
 
 func TestConformance(t *testing.T) {

@@ -2,7 +2,9 @@ package queuetest
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -73,43 +75,26 @@ func testBatchRunsOnce(h *harness) {
 // testInsertTx: jobs inserted in the caller's transaction exist if and
 // only if it commits.
 func testInsertTx(h *harness) {
-	dbp, ok := h.driver.(DBProvider)
-	if !ok {
-		h.Skipf("driver %s does not expose DB() *sql.DB; InsertTx is not tested", h.driver.Name())
-	}
-	db := dbp.DB()
+	db := h.sqlDB("InsertTx is not tested")
 	w := queue.NewWorkers()
 	w.HandleFunc("tx", nop)
 	c := h.startClient(w, map[string]int{queue.DefaultQueue: 1})
 
-	tx, err := db.BeginTx(h.ctx, nil)
-	if err != nil {
-		h.Fatal(err)
+	insertTx := func(commit bool, ps ...queue.InsertParams) []queue.InsertResult {
+		h.Helper()
+		return inTx(h, db, commit, func(tx *sql.Tx) ([]queue.InsertResult, error) {
+			res, err := c.InsertTx(h.ctx, tx, ps...)
+			if err != nil {
+				return nil, fmt.Errorf("InsertTx: %w", err)
+			}
+			return res, nil
+		})
 	}
-	res, err := c.InsertTx(h.ctx, tx, queue.InsertParams{Kind: "tx", Args: []byte(`{"n":1}`)})
-	if err != nil {
-		_ = tx.Rollback()
-		h.Fatalf("InsertTx: %v", err)
-	}
-	if err := tx.Commit(); err != nil {
-		h.Fatal(err)
-	}
-	committed := res[0].Job
+	committed := insertTx(true, queue.InsertParams{Kind: "tx", Args: []byte(`{"n":1}`)})[0].Job
 	h.waitState(c, committed.ID, queue.StateCompleted)
 
-	tx, err = db.BeginTx(h.ctx, nil)
-	if err != nil {
-		h.Fatal(err)
-	}
-	res, err = c.InsertTx(h.ctx, tx, queue.InsertParams{Kind: "tx", Args: []byte(`{"n":2}`)},
+	res := insertTx(false, queue.InsertParams{Kind: "tx", Args: []byte(`{"n":2}`)},
 		queue.InsertParams{Kind: "tx", Args: []byte(`{"n":3}`), Opts: queue.InsertOpts{RunIn: time.Minute}})
-	if err != nil {
-		_ = tx.Rollback()
-		h.Fatalf("InsertTx: %v", err)
-	}
-	if err := tx.Rollback(); err != nil {
-		h.Fatal(err)
-	}
 	for _, r := range res {
 		if _, err := c.Get(h.ctx, r.Job.ID); !errors.Is(err, queue.ErrNotFound) {
 			h.Errorf("job %d inserted in a rolled back transaction: Get returned %v, want ErrNotFound", r.Job.ID, err)

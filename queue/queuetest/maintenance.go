@@ -2,6 +2,7 @@ package queuetest
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"slices"
@@ -30,55 +31,30 @@ var schemaTests = []test{
 // testRetryCancelTx: RetryTx and CancelTx take effect if and only if the
 // caller's transaction commits.
 func testRetryCancelTx(h *harness) {
-	dbp, ok := h.driver.(DBProvider)
-	if !ok {
-		h.Skipf("driver %s does not expose DB() *sql.DB; RetryTx and CancelTx are not tested", h.driver.Name())
-	}
-	db := dbp.DB()
+	db := h.sqlDB("RetryTx and CancelTx are not tested")
 	w := queue.NewWorkers()
 	w.HandleFunc("job", nop)
 	c := h.newClient(w, nil) // not started: the jobs stay as the test sets them
-	inTx := func(commit bool, op func(tx any) (*queue.Job, error)) *queue.Job {
-		h.Helper()
-		tx, err := db.BeginTx(h.ctx, nil)
-		if err != nil {
-			h.Fatal(err)
-		}
-		j, err := op(tx)
-		if err != nil {
-			_ = tx.Rollback()
-			h.Fatal(err)
-		}
-		if commit {
-			err = tx.Commit()
-		} else {
-			err = tx.Rollback()
-		}
-		if err != nil {
-			h.Fatal(err)
-		}
-		return j
-	}
 
 	waiting := h.insert(c, queue.InsertParams{Kind: "job", Opts: queue.InsertOpts{RunIn: time.Hour}})
-	if j := inTx(false, func(tx any) (*queue.Job, error) { return c.CancelTx(h.ctx, tx, waiting.ID) }); j.State != queue.StateCancelled {
+	if j := inTx(h, db, false, func(tx *sql.Tx) (*queue.Job, error) { return c.CancelTx(h.ctx, tx, waiting.ID) }); j.State != queue.StateCancelled {
 		h.Errorf("CancelTx returned %s, want cancelled", describe(j))
 	}
 	if got := h.get(c, waiting.ID); got.State != queue.StateScheduled {
 		h.Errorf("CancelTx in a rolled back transaction left %s, want scheduled", describe(got))
 	}
-	inTx(true, func(tx any) (*queue.Job, error) { return c.CancelTx(h.ctx, tx, waiting.ID) })
+	inTx(h, db, true, func(tx *sql.Tx) (*queue.Job, error) { return c.CancelTx(h.ctx, tx, waiting.ID) })
 	if got := h.get(c, waiting.ID); got.State != queue.StateCancelled {
 		h.Errorf("CancelTx in a committed transaction left %s, want cancelled", describe(got))
 	}
 
-	if j := inTx(false, func(tx any) (*queue.Job, error) { return c.RetryTx(h.ctx, tx, waiting.ID) }); j.State != queue.StateAvailable {
+	if j := inTx(h, db, false, func(tx *sql.Tx) (*queue.Job, error) { return c.RetryTx(h.ctx, tx, waiting.ID) }); j.State != queue.StateAvailable {
 		h.Errorf("RetryTx returned %s, want available", describe(j))
 	}
 	if got := h.get(c, waiting.ID); got.State != queue.StateCancelled {
 		h.Errorf("RetryTx in a rolled back transaction left %s, want cancelled", describe(got))
 	}
-	inTx(true, func(tx any) (*queue.Job, error) { return c.RetryTx(h.ctx, tx, waiting.ID) })
+	inTx(h, db, true, func(tx *sql.Tx) (*queue.Job, error) { return c.RetryTx(h.ctx, tx, waiting.ID) })
 	if got := h.get(c, waiting.ID); got.State != queue.StateAvailable || got.FinalizedAt != nil {
 		h.Errorf("RetryTx in a committed transaction left %s, want available", describe(got))
 	}

@@ -5,14 +5,7 @@
 //	func TestConformance(t *testing.T) {
 //		queuetest.Run(t, func(t *testing.T) queue.Driver {
 //			d, err := mydriver.Open(...) // a fresh, empty database
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			t.Cleanup(func() { d.Close() })
-//			if err := d.Migrate(context.Background()); err != nil {
-//				t.Fatal(err)
-//			}
-//			return d
+//			return queuetest.Migrated(t, d, err)
 //		})
 //	}
 //
@@ -49,6 +42,27 @@ import (
 
 	"github.com/kilnhq/kiln/queue"
 )
+
+// Migrated takes d and err as a driver's Open returned them and returns d
+// migrated, to be closed when t ends: what a test does with the driver it
+// opens. Any error, and a failed close, fails t.
+func Migrated[D queue.Driver](t testing.TB, d D, err error) D {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := d.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
 
 // DBProvider is implemented by drivers whose jobs live in a database/sql
 // database that callers may open transactions on. The suite uses it to
@@ -253,6 +267,41 @@ func (h *harness) waitGone(c *queue.Client, id int64) {
 		_, err := c.Get(h.ctx, id)
 		return isErr(err, queue.ErrNotFound)
 	}, "job %d to be deleted", id)
+}
+
+// sqlDB returns the driver's database, or skips the test (saying what is
+// then not tested) when the driver is no [DBProvider].
+func (h *harness) sqlDB(untested string) *sql.DB {
+	h.Helper()
+	dbp, ok := h.driver.(DBProvider)
+	if !ok {
+		h.Skipf("driver %s does not expose DB() *sql.DB; %s", h.driver.Name(), untested)
+	}
+	return dbp.DB()
+}
+
+// inTx runs op in a new transaction of db and commits it, or rolls it
+// back when commit is false; any error fails the test.
+func inTx[T any](h *harness, db *sql.DB, commit bool, op func(tx *sql.Tx) (T, error)) T {
+	h.Helper()
+	tx, err := db.BeginTx(h.ctx, nil)
+	if err != nil {
+		h.Fatal(err)
+	}
+	v, err := op(tx)
+	if err != nil {
+		_ = tx.Rollback()
+		h.Fatal(err)
+	}
+	if commit {
+		err = tx.Commit()
+	} else {
+		err = tx.Rollback()
+	}
+	if err != nil {
+		h.Fatal(err)
+	}
+	return v
 }
 
 // eventually polls cond until it holds or timeout passes.

@@ -13,6 +13,8 @@ import (
 
 	"github.com/kilnhq/kiln/queue"
 	"github.com/kilnhq/kiln/queue/internal/claim"
+	"github.com/kilnhq/kiln/queue/internal/rowbatch"
+	"github.com/kilnhq/kiln/queue/internal/sqlscan"
 	"github.com/kilnhq/kiln/queue/internal/stats"
 )
 
@@ -271,45 +273,12 @@ func (d *Driver) InsertMany(ctx context.Context, tx any, now time.Time, rows []q
 // insertMany inserts rows in tx; full, when not nil, is the prepared
 // statement for a chunk of size rows.
 func (d *Driver) insertMany(ctx context.Context, tx *sql.Tx, full *sql.Stmt, size int, now time.Time, rows []queue.Row) ([]queue.InsertResult, error) {
-	out := make([]queue.InsertResult, len(rows))
-	// Plain rows go in multi-row statements; rows with a unique key are
-	// checked and inserted one by one, in order, so a batch can hold
-	// duplicates of itself.
-	var plain []int
-	flush := func() error {
-		for len(plain) > 0 {
-			n := min(len(plain), insertChunk)
-			if err := d.insertChunk(ctx, tx, full, size, now, rows, plain[:n], out); err != nil {
-				return err
-			}
-			plain = plain[n:]
-		}
-		return nil
+	insert := func(idx []int, out []queue.InsertResult) error {
+		return d.insertChunk(ctx, tx, full, size, now, rows, idx, out)
 	}
-	for i, r := range rows {
-		if r.UniqueKey == "" {
-			plain = append(plain, i)
-			continue
-		}
-		if err := flush(); err != nil {
-			return nil, err
-		}
-		existing, err := d.findUnique(ctx, tx, r)
-		if err != nil {
-			return nil, err
-		}
-		if existing != nil {
-			out[i] = queue.InsertResult{Job: existing, Duplicate: true}
-			continue
-		}
-		if err := d.insertChunk(ctx, tx, full, size, now, rows, []int{i}, out); err != nil {
-			return nil, err
-		}
-	}
-	if err := flush(); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return rowbatch.Insert(rows, insertChunk, insert, func(r queue.Row) (*queue.Job, error) {
+		return d.findUnique(ctx, tx, r)
+	})
 }
 
 func (d *Driver) findUnique(ctx context.Context, tx *sql.Tx, r queue.Row) (*queue.Job, error) {
@@ -852,16 +821,7 @@ func (d *Driver) PausedQueues(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: paused queues: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	return out, rows.Err()
+	return sqlscan.Column[string](rows)
 }
 
 // TryLead takes or renews leadership.

@@ -13,23 +13,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migrations returns the embedded migrations, oldest first.
-func migrations() ([]schema.Migration, error) {
-	ms, err := schema.Load(migrationFS, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: %w", err)
-	}
-	return ms, nil
-}
-
-// latestVersion is the newest schema version this build knows.
-func latestVersion() int {
-	ms, err := migrations()
-	if err != nil {
-		return 0
-	}
-	return schema.Latest(ms)
-}
+// migrations are the driver's embedded migrations.
+var migrations = schema.Embedded{FS: migrationFS, Dir: "migrations", Driver: "sqlite"}
 
 // SchemaVersion returns the database's schema version and the newest this
 // driver knows.
@@ -38,14 +23,14 @@ func (d *Driver) SchemaVersion(ctx context.Context) (int, int, error) {
 	if err := d.r.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM kiln_migrations").Scan(&cur); err != nil {
 		return 0, 0, d.explain(err)
 	}
-	return cur, latestVersion(), nil
+	return cur, migrations.Latest(), nil
 }
 
 // Migrate applies pending migrations in one immediate transaction, so two
 // processes starting together cannot both apply one. It refuses a database
 // migrated by a newer kiln with an error wrapping queue.ErrSchemaTooNew.
 func (d *Driver) Migrate(ctx context.Context) error {
-	ms, err := migrations()
+	ms, err := migrations.Migrations()
 	if err != nil {
 		return err
 	}
@@ -58,7 +43,7 @@ func (d *Driver) Migrate(ctx context.Context) error {
 	if err := tx.QueryRowContext(ctx, "SELECT coalesce(max(version), 0) FROM kiln_migrations").Scan(&cur); err != nil {
 		return d.explain(err)
 	}
-	latest := latestVersion()
+	latest := migrations.Latest()
 	if cur > latest {
 		return fmt.Errorf("sqlite: %s has schema version %d but this kiln knows only up to %d; upgrade kiln: %w", d.path, cur, latest, queue.ErrSchemaTooNew)
 	}

@@ -27,6 +27,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/internal/loop"
 )
 
 // Options configure [Open].
@@ -236,15 +238,8 @@ func (d *Driver) closeDBs() error {
 // readers, so the write path never pays for it.
 func (d *Driver) checkpoints(ctx context.Context) {
 	defer close(d.checkpointsDone)
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	loop.Every(ctx, 200*time.Millisecond, nil, func() {
 		// Errors (a busy database) are retried on the next tick.
 		_, _ = d.ck.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)")
-	}
+	})
 }

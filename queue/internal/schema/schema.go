@@ -54,3 +54,30 @@ func Latest(ms []Migration) int {
 	}
 	return ms[len(ms)-1].Version
 }
+
+// Embedded is the migrations a driver embeds: the files in Dir of FS.
+type Embedded struct {
+	FS  fs.FS
+	Dir string
+	// Driver names the driver ("postgres", "sqlite") in load errors.
+	Driver string
+}
+
+// Migrations returns the migrations, oldest first.
+func (e Embedded) Migrations() ([]Migration, error) {
+	ms, err := Load(e.FS, e.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", e.Driver, err)
+	}
+	return ms, nil
+}
+
+// Latest is the newest schema version of the migrations, or 0 when they
+// do not load.
+func (e Embedded) Latest() int {
+	ms, err := e.Migrations()
+	if err != nil {
+		return 0
+	}
+	return Latest(ms)
+}

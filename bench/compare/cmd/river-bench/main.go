@@ -262,13 +262,7 @@ func throughput[TTx any](ctx context.Context, o options, drv riverdriver.Driver[
 
 	// Work. The clock stops at the N-th job_completed event, which River
 	// emits after its completer has marked the jobs completed in the database.
-	wc, err := river.NewClient(drv, &river.Config{
-		Workers:           workers,
-		Queues:            map[string]river.QueueConfig{q: {MaxWorkers: o.Workers}},
-		FetchCooldown:     o.fetchCooldown,
-		FetchPollInterval: o.fetchPoll,
-		Logger:            o.logger(),
-	})
+	wc, err := workClient(o, drv, q, workers)
 	if err != nil {
 		return nil, err
 	}
@@ -325,6 +319,18 @@ func throughput[TTx any](ctx context.Context, o options, drv riverdriver.Driver[
 	}, nil
 }
 
+// workClient is the River client that works queue q with the run's
+// worker slots and fetch settings.
+func workClient[TTx any](o options, drv riverdriver.Driver[TTx], q string, workers *river.Workers) (*river.Client[TTx], error) {
+	return river.NewClient(drv, &river.Config{
+		Workers:           workers,
+		Queues:            map[string]river.QueueConfig{q: {MaxWorkers: o.Workers}},
+		FetchCooldown:     o.fetchCooldown,
+		FetchPollInterval: o.fetchPoll,
+		Logger:            o.logger(),
+	})
+}
+
 func latency[TTx any](ctx context.Context, o options, drv riverdriver.Driver[TTx], driverName, extra string) (*harness.Latency, error) {
 	q := "bench_" + harness.RandomSuffix()
 	rec := harness.NewRecorder(int(o.Rate*o.Duration.Seconds()) + 1)
@@ -333,13 +339,7 @@ func latency[TTx any](ctx context.Context, o options, drv riverdriver.Driver[TTx
 		rec.Observe(time.Now(), j.Args.T)
 		return nil
 	}))
-	c, err := river.NewClient(drv, &river.Config{
-		Workers:           workers,
-		Queues:            map[string]river.QueueConfig{q: {MaxWorkers: o.Workers}},
-		FetchCooldown:     o.fetchCooldown,
-		FetchPollInterval: o.fetchPoll,
-		Logger:            o.logger(),
-	})
+	c, err := workClient(o, drv, q, workers)
 	if err != nil {
 		return nil, err
 	}
