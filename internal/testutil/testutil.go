@@ -19,31 +19,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kilnhq/kiln/queue/queuetest"
 )
 
-// Clock is a settable clock, safe for concurrent use. Pass its Now
-// method where a clock is wanted.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// Clock is a settable clock, safe for concurrent use: the engine's test
+// clock. Pass its Now method where a clock is wanted.
+type Clock = queuetest.Clock
 
 // NewClock returns a clock that reads t until it is moved.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock(t time.Time) *Clock { return queuetest.NewClock(t) }
 
 // Logs collects log lines, safe for concurrent writers and readers.
 type Logs struct {
